@@ -1,0 +1,88 @@
+"""twostep: password + TOTP two-step login for the users of an account."""
+
+from ._clock import Clock, SystemClock
+from ._crypto import AESGCMKeyring, Cipher
+from ._domain import Account, AuditEvent, Outcome, Role, User
+from ._errors import (
+    ChallengeExpired,
+    ConfigurationError,
+    EmailTaken,
+    InvalidCode,
+    InvalidCredentials,
+    InvalidInput,
+    NotAllowed,
+    SessionInvalid,
+    StoreError,
+    Throttled,
+    TwoStepError,
+    UnknownAccount,
+    UnknownUser,
+)
+from ._policy import POLICY, Action, Decision, decide
+from ._provisioning import Enrollment, provisioning_uri
+from ._results import (
+    AccountOverview,
+    BackupCodes,
+    CodeRequired,
+    EnrollmentRequired,
+    LoggedIn,
+    LoginStep,
+    Session,
+    TwoFactorStatus,
+    UserOverview,
+)
+from ._service import TwoStep
+from ._settings import Argon2Params, Settings, ThrottleSettings
+from ._store import Store, Transaction
+from .stores.memory import InMemoryStore
+from .stores.sqlite import SQLiteStore
+
+__all__ = [
+    "POLICY",
+    "AESGCMKeyring",
+    "Account",
+    "AccountOverview",
+    "Action",
+    "Argon2Params",
+    "AuditEvent",
+    "BackupCodes",
+    "ChallengeExpired",
+    "Cipher",
+    "Clock",
+    "CodeRequired",
+    "ConfigurationError",
+    "Decision",
+    "EmailTaken",
+    "Enrollment",
+    "EnrollmentRequired",
+    "InMemoryStore",
+    "InvalidCode",
+    "InvalidCredentials",
+    "InvalidInput",
+    "LoggedIn",
+    "LoginStep",
+    "NotAllowed",
+    "Outcome",
+    "Role",
+    "SQLiteStore",
+    "Session",
+    "SessionInvalid",
+    "Settings",
+    "Store",
+    "StoreError",
+    "SystemClock",
+    "ThrottleSettings",
+    "Throttled",
+    "Transaction",
+    "TwoFactorStatus",
+    "TwoStep",
+    "TwoStepError",
+    "UnknownAccount",
+    "UnknownUser",
+    "User",
+    "UserOverview",
+    "decide",
+    "provisioning_uri",
+]
+
+__version__ = "0.1.0"

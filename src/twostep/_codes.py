@@ -1,0 +1,130 @@
+"""The code primitives: TOTP checking with a drift window, and backup codes.
+
+Codes typed by people are normalised strictly: ASCII only, so that '١٢٣٤٥٦'
+(Arabic-Indic digits, which ``str.isdigit`` accepts) is refused as malformed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyotp
+from argon2.low_level import Type, hash_secret_raw
+
+from ._domain import BackupCodeSet
+from ._errors import InvalidCode
+from ._settings import Argon2Params, Settings
+
+__all__ = [
+    "BACKUP_ALPHABET",
+    "CodeKind",
+    "ParsedCode",
+    "hash_backup_code",
+    "make_backup_codes",
+    "matching_step",
+    "new_secret",
+    "parse_code",
+]
+
+#: Crockford's base32 alphabet: no i, l, o or u, so nothing reads as another symbol.
+BACKUP_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+BACKUP_CODE_LENGTH = 10  # 10 symbols of 5 bits: 50 bits of entropy
+_BACKUP_RE = re.compile(r"[0-9a-hjkmnp-tv-z]{10}")
+_CROCKFORD_ALIASES = str.maketrans({"o": "0", "i": "1", "l": "1"})
+#: Anything longer than this is not a code; refuse before doing any work.
+MAX_CODE_CHARS = 64
+_SEPARATORS = str.maketrans("", "", " -")
+
+
+class CodeKind:
+    OTP = "otp"
+    BACKUP = "backup"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCode:
+    kind: str
+    value: str
+
+    def __repr__(self) -> str:
+        return f"ParsedCode(kind={self.kind!r}, value=<hidden>)"
+
+
+def parse_code(code: object, digits: int) -> ParsedCode:
+    """Classify a typed code as an OTP or a backup code, or refuse it as malformed.
+
+    Surrounding whitespace is dropped, and spaces and hyphens inside are ignored
+    (apps show "123 456", backup codes are printed "abcde-fghjk"). Any other
+    character, or any non-ASCII one, makes the code malformed.
+    """
+    if not isinstance(code, str):
+        raise InvalidCode("the code must be a string", reason="malformed")
+    if len(code) > MAX_CODE_CHARS or not code.isascii():
+        raise InvalidCode("the code is malformed", reason="malformed")
+    compact = code.strip(" \t\r\n").translate(_SEPARATORS).lower()
+    if len(compact) == digits and compact.isdigit():  # isascii() above: only 0-9 pass
+        return ParsedCode(CodeKind.OTP, compact)
+    compact = compact.translate(_CROCKFORD_ALIASES)
+    if _BACKUP_RE.fullmatch(compact):
+        return ParsedCode(CodeKind.BACKUP, compact)
+    raise InvalidCode("the code is malformed", reason="malformed")
+
+
+def new_secret(settings: Settings) -> str:
+    """A fresh base32 TOTP secret of ``settings.secret_bytes`` random bytes."""
+    return pyotp.random_base32(length=settings.secret_bytes * 8 // 5)
+
+
+def time_step(now: datetime, period: int) -> int:
+    return int(now.timestamp()) // period
+
+
+def matching_step(secret: str, code: str, now: datetime, settings: Settings) -> int | None:
+    """The time step within the drift window whose OTP equals ``code`` (R4), if any.
+
+    Every step of the window is computed and compared in constant time, so the time
+    taken does not say which step matched. When two steps give the same code, the
+    latest wins, so that replay protection records the newest step.
+    """
+    totp = pyotp.TOTP(secret, digits=settings.totp_digits, interval=settings.totp_period)
+    current = time_step(now, settings.totp_period)
+    found: int | None = None
+    encoded = code.encode()
+    for step in range(current - settings.totp_drift, current + settings.totp_drift + 1):
+        if hmac.compare_digest(totp.generate_otp(step).encode(), encoded):
+            found = step
+    return found
+
+
+def hash_backup_code(code: str, salt: bytes, params: Argon2Params) -> bytes:
+    """The Argon2id digest of a normalised backup code under its set's salt."""
+    return hash_secret_raw(
+        code.encode(),
+        salt,
+        time_cost=params.time_cost,
+        memory_cost=params.memory_cost,
+        parallelism=params.parallelism,
+        hash_len=32,
+        type=Type.ID,
+    )
+
+
+def format_backup_code(code: str) -> str:
+    half = len(code) // 2
+    return f"{code[:half]}-{code[half:]}"
+
+
+def make_backup_codes(count: int, params: Argon2Params) -> tuple[tuple[str, ...], BackupCodeSet]:
+    """``count`` new codes as shown to the user once, and the set to store (hashed)."""
+    salt = secrets.token_bytes(16)
+    plain = tuple(
+        "".join(secrets.choice(BACKUP_ALPHABET) for _ in range(BACKUP_CODE_LENGTH))
+        for _ in range(count)
+    )
+    digests = tuple(hash_backup_code(code, salt, params) for code in plain)
+    shown = tuple(format_backup_code(code) for code in plain)
+    return shown, BackupCodeSet(salt=salt, digests=digests, used=(False,) * count)

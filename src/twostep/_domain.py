@@ -1,0 +1,270 @@
+"""The domain: plain, immutable values and the state changes of the rules.
+
+Nothing here does I/O or reads a clock: the current time comes in as an argument.
+Secrets appear here only in sealed (encrypted) or hashed form, and no ``repr``
+shows even those.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ._errors import ChallengeExpired, InvalidCode, NotAllowed
+
+__all__ = [
+    "Account",
+    "AuditEvent",
+    "BackupCodeSet",
+    "ChallengeKind",
+    "LoginChallenge",
+    "Outcome",
+    "Role",
+    "SessionRecord",
+    "ThrottleState",
+    "TwoFactorState",
+    "User",
+]
+
+
+class Role(enum.StrEnum):
+    """A user's role in their account (R50: owners and managers administer)."""
+
+    OWNER = "owner"
+    MANAGER = "manager"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An organisation. ``session_generation`` moves on to end every session (R21)."""
+
+    id: str
+    name: str
+    created_at: datetime
+    two_factor_required: bool = False
+    session_generation: int = 0
+
+    def with_requirement(self, required: bool) -> Account:
+        """R20-R22: turning the requirement on also logs everyone out, in O(1)."""
+        if required == self.two_factor_required:
+            return self
+        generation = self.session_generation + 1 if required else self.session_generation
+        return replace(self, two_factor_required=required, session_generation=generation)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupCodeSet:
+    """Hashed backup codes (R5, R10).
+
+    Every code of a set is hashed with the same random salt, so that checking an
+    attempt costs one slow hash whatever the number of codes: the attempt's digest
+    is compared (in constant time) with each stored digest. Codes are random with
+    at least 50 bits each, so a shared salt gives an attacker nothing to share.
+    """
+
+    salt: bytes = field(repr=False)
+    digests: tuple[bytes, ...] = field(repr=False)
+    used: tuple[bool, ...]
+
+    @property
+    def remaining(self) -> int:
+        return self.used.count(False)
+
+    def match(self, digest: bytes) -> int | None:
+        """Index of the code with this digest, used or not, comparing with every entry."""
+        found: int | None = None
+        for index, stored in enumerate(self.digests):
+            if hmac.compare_digest(stored, digest):
+                found = index
+        return found
+
+    def consume(self, index: int) -> BackupCodeSet:
+        if self.used[index]:
+            raise InvalidCode("this backup code was already used", reason="replayed")
+        used = list(self.used)
+        used[index] = True
+        return replace(self, used=tuple(used))
+
+
+@dataclass(frozen=True, slots=True)
+class TwoFactorState:
+    """Off, or on with a confirmed secret; possibly with a pending (unconfirmed) secret.
+
+    Secrets are held sealed by the store's cipher. ``last_step`` is the TOTP time
+    step of the last accepted OTP (R4): a code of that step or an earlier one is
+    refused, which is what replay protection must record (not "the current step").
+    """
+
+    secret: str | None = field(default=None, repr=False)
+    last_step: int | None = None
+    enabled_at: datetime | None = None
+    pending_secret: str | None = field(default=None, repr=False)
+    pending_expires_at: datetime | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.secret is not None
+
+    def pending_at(self, now: datetime) -> bool:
+        """Whether an enrolment is waiting for its confirming code at ``now``."""
+        return (
+            self.pending_secret is not None
+            and self.pending_expires_at is not None
+            and now < self.pending_expires_at
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user of one account. ``session_generation`` moves on to end their sessions (R41)."""
+
+    id: str
+    account_id: str
+    email: str
+    role: Role
+    password_hash: str = field(repr=False)
+    created_at: datetime
+    active: bool = True
+    two_factor: TwoFactorState = TwoFactorState()
+    backup_codes: BackupCodeSet | None = None
+    session_generation: int = 0
+
+    @property
+    def email_key(self) -> str:
+        return email_key(self.email)
+
+    @property
+    def backup_codes_remaining(self) -> int:
+        return self.backup_codes.remaining if self.backup_codes is not None else 0
+
+    def with_password_hash(self, password_hash: str) -> User:
+        return replace(self, password_hash=password_hash)
+
+    def begin_enrollment(self, sealed_secret: str, expires_at: datetime) -> User:
+        """R10/R11: park a new secret; the confirmed state is untouched until confirmed."""
+        state = replace(
+            self.two_factor, pending_secret=sealed_secret, pending_expires_at=expires_at
+        )
+        return replace(self, two_factor=state)
+
+    def pending_secret(self, now: datetime) -> str:
+        """The sealed pending secret, or an error if no enrolment is waiting."""
+        state = self.two_factor
+        if state.pending_secret is None:
+            raise NotAllowed(
+                "no enrolment is in progress", reason="no_enrollment_in_progress", rule="R10"
+            )
+        if not state.pending_at(now):
+            raise ChallengeExpired("the enrolment expired; start it again", reason="expired")
+        return state.pending_secret
+
+    def confirm_enrollment(self, step: int, codes: BackupCodeSet, now: datetime) -> User:
+        """R10/R40: the pending secret becomes the secret, with fresh backup codes."""
+        secret = self.pending_secret(now)
+        state = TwoFactorState(secret=secret, last_step=step, enabled_at=now)
+        return replace(self, two_factor=state, backup_codes=codes)
+
+    def accept_step(self, step: int) -> User:
+        """R4: record the time step of an accepted OTP; refuse it if not newer."""
+        last = self.two_factor.last_step
+        if last is not None and step <= last:
+            raise InvalidCode("this code was already used", reason="replayed")
+        return replace(self, two_factor=replace(self.two_factor, last_step=step))
+
+    def use_backup_code(self, index: int) -> User:
+        """R5: a backup code works once."""
+        if self.backup_codes is None:
+            raise InvalidCode("the code is not valid", reason="wrong")
+        return replace(self, backup_codes=self.backup_codes.consume(index))
+
+    def with_backup_codes(self, codes: BackupCodeSet) -> User:
+        return replace(self, backup_codes=codes)
+
+    def without_two_factor(self, *, end_sessions: bool) -> User:
+        """R31/R41: secret, pending secret and backup codes are gone."""
+        generation = self.session_generation + 1 if end_sessions else self.session_generation
+        return replace(
+            self, two_factor=TwoFactorState(), backup_codes=None, session_generation=generation
+        )
+
+
+def email_key(email: str) -> str:
+    """The form in which emails are compared: unique across the installation, any case."""
+    return email.strip().casefold()
+
+
+class ChallengeKind(enum.StrEnum):
+    CODE = "code"  # R1: the user has 2FA and must give a code
+    ENROLLMENT = "enrollment"  # R3: the user must set 2FA up inside the login
+
+
+@dataclass(frozen=True, slots=True)
+class LoginChallenge:
+    """The state between step 1 and step 2 of a login (R6): single-use, expiring, counted."""
+
+    token_hash: str = field(repr=False)
+    user_id: str
+    kind: ChallengeKind
+    created_at: datetime
+    expires_at: datetime
+    attempts: int = 0
+
+    def check_usable(self, now: datetime, max_attempts: int) -> None:
+        if now >= self.expires_at:
+            raise ChallengeExpired("the login expired; log in again", reason="expired")
+        if self.attempts >= max_attempts:
+            raise ChallengeExpired("too many wrong codes; log in again", reason="too_many_attempts")
+
+    def with_failure(self) -> LoginChallenge:
+        return replace(self, attempts=self.attempts + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A stored session, found by the hash of its token.
+
+    It stays valid only while the account's and the user's session generations are
+    the ones it was issued under (R21, R41): revoking is one write, not one per session.
+    """
+
+    token_hash: str = field(repr=False)
+    user_id: str
+    account_id: str
+    issued_at: datetime
+    expires_at: datetime
+    account_generation: int
+    user_generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleState:
+    """Consecutive failures under one key (a user, an email, a client), R6."""
+
+    key: str
+    failures: int
+    blocked_until: datetime | None
+    last_failure_at: datetime
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    THROTTLED = "throttled"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """R60: who did what to whom, when, and how it ended. Never a secret."""
+
+    at: datetime
+    action: str
+    outcome: Outcome
+    account_id: str | None
+    actor_id: str | None
+    target_id: str | None
+    reason: str | None = None
+    actor: str = "user"  # "user", "operator" or "anonymous"

@@ -1,0 +1,107 @@
+"""Who may do what (R20-R50), as one table of data, answering with a reason.
+
+The service asks :func:`decide` before every action; nothing else in ``twostep``
+looks at a role.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ._domain import Account, Role, User
+from ._errors import NotAllowed
+
+__all__ = ["POLICY", "Action", "Decision", "Rule", "decide", "enforce"]
+
+
+class Action(enum.StrEnum):
+    ENROLL = "enroll"
+    DISABLE = "disable"
+    RESET_SELF = "reset_self"
+    REGENERATE_BACKUP_CODES = "regenerate_backup_codes"
+    REQUIRE_TWO_FACTOR = "require_two_factor"
+    ALLOW_WITHOUT_TWO_FACTOR = "allow_without_two_factor"
+    RESET_OTHER = "reset_other"
+    VIEW_OVERVIEW = "view_overview"
+    VIEW_AUDIT = "view_audit"
+
+
+ANYONE = frozenset(Role)
+OWNERS = frozenset({Role.OWNER})
+ADMINS = frozenset({Role.OWNER, Role.MANAGER})
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """The conditions under which an action is allowed.
+
+    ``None`` means "either way". ``targets_other`` actions must name another user of
+    the actor's own account.
+    """
+
+    rule: str
+    roles: frozenset[Role]
+    account_requires: bool | None = None
+    actor_has_two_factor: bool | None = None
+    targets_other: bool = False
+
+
+POLICY: dict[Action, Rule] = {
+    Action.ENROLL: Rule("R30", ANYONE, actor_has_two_factor=False),
+    Action.DISABLE: Rule("R31/R32", ANYONE, account_requires=False, actor_has_two_factor=True),
+    Action.RESET_SELF: Rule("R40", ANYONE, account_requires=True, actor_has_two_factor=True),
+    Action.REGENERATE_BACKUP_CODES: Rule("R5", ANYONE, actor_has_two_factor=True),
+    Action.REQUIRE_TWO_FACTOR: Rule("R20", OWNERS),
+    Action.ALLOW_WITHOUT_TWO_FACTOR: Rule("R22", OWNERS),
+    Action.RESET_OTHER: Rule("R41", OWNERS, targets_other=True),
+    Action.VIEW_OVERVIEW: Rule("R50", ADMINS),
+    Action.VIEW_AUDIT: Rule("R50/R60", ADMINS),
+}
+
+_ROLE_REASONS = {OWNERS: "owner_only", ADMINS: "owner_or_manager_only"}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str
+    rule: str
+
+
+def decide(action: Action, actor: User, account: Account, target: User | None = None) -> Decision:
+    """May ``actor`` do ``action`` (to ``target``) in ``account``, and why (not)."""
+    rule = POLICY[action]
+
+    def no(reason: str) -> Decision:
+        return Decision(False, reason, rule.rule)
+
+    if actor.account_id != account.id:
+        return no("other_account")
+    if actor.role not in rule.roles:
+        return no(_ROLE_REASONS.get(rule.roles, "role"))
+    if rule.account_requires is True and not account.two_factor_required:
+        return no("account_does_not_require_two_factor")
+    if rule.account_requires is False and account.two_factor_required:
+        return no("account_requires_two_factor")
+    if rule.actor_has_two_factor is True and not actor.two_factor.enabled:
+        return no("two_factor_off")
+    if rule.actor_has_two_factor is False and actor.two_factor.enabled:
+        return no("two_factor_already_on")
+    if rule.targets_other:
+        if target is None or target.account_id != account.id:
+            return no("target_in_other_account")
+        if target.id == actor.id:
+            return no("target_is_self")
+    return Decision(True, "allowed", rule.rule)
+
+
+def enforce(action: Action, actor: User, account: Account, target: User | None = None) -> None:
+    """:func:`decide`, raising :class:`NotAllowed` with the reason on a refusal."""
+    decision = decide(action, actor, account, target)
+    if not decision.allowed:
+        raise NotAllowed(
+            f"{action.value} is not allowed: {decision.reason} ({decision.rule})",
+            reason=decision.reason,
+            rule=decision.rule,
+        )

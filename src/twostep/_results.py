@@ -1,0 +1,121 @@
+"""What the public operations return: small, typed, frozen values.
+
+Fields that hold something secret (a session token, a challenge token, backup
+codes) are left out of ``repr``, so that logging a result leaks nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ._domain import Role
+from ._provisioning import Enrollment
+
+__all__ = [
+    "AccountOverview",
+    "BackupCodes",
+    "CodeRequired",
+    "EnrollmentRequired",
+    "LoggedIn",
+    "LoginStep",
+    "Session",
+    "TwoFactorStatus",
+    "UserOverview",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A logged-in user. Pass it (or its ``token``) to every operation that needs an actor.
+
+    The host keeps ``token`` (e.g. in a signed cookie) and calls
+    :meth:`twostep.TwoStep.check_session` on each request.
+    """
+
+    token: str = field(repr=False)
+    user_id: str
+    account_id: str
+    email: str
+    role: Role
+    issued_at: datetime
+    expires_at: datetime
+    two_factor_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BackupCodes:
+    """Backup codes as shown to the user once (R10); ``twostep`` keeps only hashes."""
+
+    codes: tuple[str, ...] = field(repr=False)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.codes)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def as_text(self, *, title: str = "Backup codes") -> str:
+        """A plain-text file for the user to download or print."""
+        lines = [title, "", "Each code works once. Keep them somewhere safe.", ""]
+        lines += self.codes
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """The login is complete. ``backup_codes`` is set when it included an enrolment (R3)."""
+
+    session: Session
+    backup_codes: BackupCodes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRequired:
+    """Step 2 (R1): ask for a code, then call ``complete_login(challenge, code)``."""
+
+    challenge: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRequired:
+    """The account requires 2FA and the user has none (R3): show ``enrollment``,
+    then call ``complete_login(challenge, code)`` with the code from the app."""
+
+    challenge: str = field(repr=False)
+    enrollment: Enrollment
+    expires_at: datetime
+
+
+LoginStep = LoggedIn | CodeRequired | EnrollmentRequired
+
+
+@dataclass(frozen=True, slots=True)
+class TwoFactorStatus:
+    """A user's own security settings (R5: the remaining backup codes are visible)."""
+
+    enabled: bool
+    required_by_account: bool
+    backup_codes_remaining: int
+    enrollment_pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserOverview:
+    user_id: str
+    email: str
+    role: Role
+    two_factor_enabled: bool
+    backup_codes_remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOverview:
+    """Administration's view of an account (R50)."""
+
+    account_id: str
+    name: str
+    two_factor_required: bool
+    users: tuple[UserOverview, ...]

@@ -1,0 +1,85 @@
+"""Every knob of ``twostep`` in one frozen value, with documented, safe defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+__all__ = ["Argon2Params", "Settings", "ThrottleSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """Argon2id cost. ``memory_cost`` is in KiB."""
+
+    time_cost: int
+    memory_cost: int
+    parallelism: int
+
+
+#: RFC 9106's "second recommended option", argon2-cffi's default (~150 ms on 2 cores).
+PASSWORD_DEFAULT = Argon2Params(time_cost=3, memory_cost=65536, parallelism=4)
+#: Backup codes carry >= 50 random bits, so a lighter hash (OWASP's minimum) suffices.
+BACKUP_CODE_DEFAULT = Argon2Params(time_cost=2, memory_cost=19456, parallelism=1)
+#: The cheapest Argon2 allows. Only for tests: see ``twostep.testing.FAST``.
+CHEAPEST = Argon2Params(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleSettings:
+    """Backoff after consecutive failures under one key (R6).
+
+    The first ``free_failures`` failures cost nothing; each further one blocks the key
+    for ``base_delay * 2 ** (n - free_failures - 1)``, at most ``max_delay``. A success
+    clears the key; so does ``forget_after`` without a failure.
+    """
+
+    free_failures: int = 5
+    base_delay: timedelta = timedelta(seconds=2)
+    max_delay: timedelta = timedelta(hours=4)
+    forget_after: timedelta = timedelta(days=1)
+
+    def delay(self, failures: int) -> timedelta:
+        """How long the key is blocked after its ``failures``-th consecutive failure."""
+        excess = failures - self.free_failures
+        if excess <= 0:
+            return timedelta(0)
+        # Cap the exponent first: 2 ** 10_000 is a fine int but a silly timedelta.
+        delay: timedelta = self.base_delay * 2 ** min(excess - 1, 40)
+        return min(delay, self.max_delay)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How ``twostep`` behaves. Derive variants with :func:`dataclasses.replace`."""
+
+    #: TOTP as every authenticator app speaks it (RFC 6238, SHA-1).
+    totp_digits: int = 6
+    totp_period: int = 30
+    #: Periods of clock drift accepted either way (R4).
+    totp_drift: int = 1
+    #: Bytes of a new TOTP secret: 20 bytes = 160 bits (RFC 4226 section 4).
+    secret_bytes: int = 20
+    #: Life of a login challenge between step 1 and step 2 (R6).
+    challenge_ttl: timedelta = timedelta(minutes=5)
+    #: Wrong codes after which a login challenge dies (R6).
+    challenge_max_attempts: int = 5
+    #: Life of an unconfirmed enrolment secret (R11); also of an enrolment login challenge.
+    enrollment_ttl: timedelta = timedelta(minutes=10)
+    #: Absolute life of a session.
+    session_ttl: timedelta = timedelta(hours=12)
+    #: Backup codes handed out at each enrolment (R10).
+    backup_code_count: int = 10
+    password_hash: Argon2Params = PASSWORD_DEFAULT
+    backup_code_hash: Argon2Params = BACKUP_CODE_DEFAULT
+    #: Passwords longer than this (in UTF-8 bytes) are refused before hashing.
+    max_password_bytes: int = 1024
+    min_password_length: int = 8
+    #: Failed codes per user, across challenges (R6).
+    code_throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    #: Failed passwords per email (R6).
+    password_throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    #: Failures per client key (e.g. an IP address) given by the host, if any.
+    client_throttle: ThrottleSettings = field(
+        default_factory=lambda: ThrottleSettings(free_failures=20)
+    )

@@ -1,0 +1,1 @@
+"""Store adapters: in-memory (tests), SQLite (the embedded default), PostgreSQL."""

@@ -1,0 +1,295 @@
+"""What the SQL stores share: versioned, forward-only migrations and row mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from .._domain import (
+    Account,
+    AuditEvent,
+    BackupCodeSet,
+    ChallengeKind,
+    LoginChallenge,
+    Outcome,
+    Role,
+    SessionRecord,
+    ThrottleState,
+    TwoFactorState,
+    User,
+)
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Dialect"]
+
+
+class Dialect:
+    """The few type names on which SQLite and PostgreSQL differ."""
+
+    def __init__(self, *, blob: str, bigint: str, serial: str) -> None:
+        self.types = {"blob": blob, "bigint": bigint, "serial": serial}
+
+    def render(self, sql: str) -> str:
+        return sql.format(**self.types)
+
+
+SQLITE = Dialect(blob="BLOB", bigint="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT")
+POSTGRES = Dialect(blob="BYTEA", bigint="BIGINT", serial="BIGSERIAL PRIMARY KEY")
+
+#: Forward-only: a migration is never edited once released; add the next one instead.
+MIGRATIONS: Sequence[tuple[int, Sequence[str]]] = (
+    (
+        1,
+        (
+            """CREATE TABLE accounts (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                two_factor_required INTEGER NOT NULL,
+                session_generation {bigint} NOT NULL
+            )""",
+            """CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                email TEXT NOT NULL,
+                email_key TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                password_hash TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                active INTEGER NOT NULL,
+                totp_secret TEXT,
+                last_step {bigint},
+                enabled_at {bigint},
+                pending_secret TEXT,
+                pending_expires_at {bigint},
+                backup_salt {blob},
+                backup_digests {blob},
+                backup_used TEXT,
+                session_generation {bigint} NOT NULL
+            )""",
+            "CREATE INDEX users_account ON users (account_id, created_at)",
+            """CREATE TABLE challenges (
+                token_hash TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                attempts INTEGER NOT NULL
+            )""",
+            "CREATE INDEX challenges_expiry ON challenges (expires_at)",
+            """CREATE TABLE sessions (
+                token_hash TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                account_id TEXT NOT NULL,
+                issued_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                account_generation {bigint} NOT NULL,
+                user_generation {bigint} NOT NULL
+            )""",
+            "CREATE INDEX sessions_expiry ON sessions (expires_at)",
+            """CREATE TABLE throttles (
+                key TEXT PRIMARY KEY,
+                failures INTEGER NOT NULL,
+                blocked_until {bigint},
+                last_failure_at {bigint} NOT NULL
+            )""",
+            """CREATE TABLE audit (
+                id {serial},
+                at {bigint} NOT NULL,
+                account_id TEXT,
+                actor TEXT NOT NULL,
+                actor_id TEXT,
+                action TEXT NOT NULL,
+                target_id TEXT,
+                outcome TEXT NOT NULL,
+                reason TEXT
+            )""",
+            "CREATE INDEX audit_account ON audit (account_id, id)",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+DIGEST = 32  # bytes of one backup-code digest
+
+
+def to_us(at: datetime) -> int:
+    """A datetime as whole microseconds since the epoch (exact, and it sorts)."""
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value // 1_000_000, tz=UTC).replace(microsecond=value % 1_000_000)
+
+
+def opt_us(at: datetime | None) -> int | None:
+    return None if at is None else to_us(at)
+
+
+def opt_dt(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+ACCOUNT_COLUMNS = "id, name, created_at, two_factor_required, session_generation"
+USER_COLUMNS = (
+    "id, account_id, email, email_key, role, password_hash, created_at, active, "
+    "totp_secret, last_step, enabled_at, pending_secret, pending_expires_at, "
+    "backup_salt, backup_digests, backup_used, session_generation"
+)
+CHALLENGE_COLUMNS = "token_hash, user_id, kind, created_at, expires_at, attempts"
+SESSION_COLUMNS = (
+    "token_hash, user_id, account_id, issued_at, expires_at, account_generation, user_generation"
+)
+THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at"
+AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason"
+
+
+def account_row(a: Account) -> tuple[Any, ...]:
+    return (a.id, a.name, to_us(a.created_at), int(a.two_factor_required), a.session_generation)
+
+
+def account_of(r: Sequence[Any]) -> Account:
+    return Account(
+        id=r[0],
+        name=r[1],
+        created_at=from_us(r[2]),
+        two_factor_required=bool(r[3]),
+        session_generation=r[4],
+    )
+
+
+def user_row(u: User) -> tuple[Any, ...]:
+    t, codes = u.two_factor, u.backup_codes
+    return (
+        u.id,
+        u.account_id,
+        u.email,
+        u.email_key,
+        u.role.value,
+        u.password_hash,
+        to_us(u.created_at),
+        int(u.active),
+        t.secret,
+        t.last_step,
+        opt_us(t.enabled_at),
+        t.pending_secret,
+        opt_us(t.pending_expires_at),
+        None if codes is None else codes.salt,
+        None if codes is None else b"".join(codes.digests),
+        None if codes is None else "".join("1" if used else "0" for used in codes.used),
+        u.session_generation,
+    )
+
+
+def user_of(r: Sequence[Any]) -> User:
+    codes = None
+    if r[13] is not None:
+        blob = bytes(r[14])
+        codes = BackupCodeSet(
+            salt=bytes(r[13]),
+            digests=tuple(blob[i : i + DIGEST] for i in range(0, len(blob), DIGEST)),
+            used=tuple(flag == "1" for flag in r[15]),
+        )
+    return User(
+        id=r[0],
+        account_id=r[1],
+        email=r[2],
+        role=Role(r[4]),
+        password_hash=r[5],
+        created_at=from_us(r[6]),
+        active=bool(r[7]),
+        two_factor=TwoFactorState(
+            secret=r[8],
+            last_step=r[9],
+            enabled_at=opt_dt(r[10]),
+            pending_secret=r[11],
+            pending_expires_at=opt_dt(r[12]),
+        ),
+        backup_codes=codes,
+        session_generation=r[16],
+    )
+
+
+def challenge_row(c: LoginChallenge) -> tuple[Any, ...]:
+    return (
+        c.token_hash,
+        c.user_id,
+        c.kind.value,
+        to_us(c.created_at),
+        to_us(c.expires_at),
+        c.attempts,
+    )
+
+
+def challenge_of(r: Sequence[Any]) -> LoginChallenge:
+    return LoginChallenge(
+        token_hash=r[0],
+        user_id=r[1],
+        kind=ChallengeKind(r[2]),
+        created_at=from_us(r[3]),
+        expires_at=from_us(r[4]),
+        attempts=r[5],
+    )
+
+
+def session_row(s: SessionRecord) -> tuple[Any, ...]:
+    return (
+        s.token_hash,
+        s.user_id,
+        s.account_id,
+        to_us(s.issued_at),
+        to_us(s.expires_at),
+        s.account_generation,
+        s.user_generation,
+    )
+
+
+def session_of(r: Sequence[Any]) -> SessionRecord:
+    return SessionRecord(
+        token_hash=r[0],
+        user_id=r[1],
+        account_id=r[2],
+        issued_at=from_us(r[3]),
+        expires_at=from_us(r[4]),
+        account_generation=r[5],
+        user_generation=r[6],
+    )
+
+
+def throttle_row(t: ThrottleState) -> tuple[Any, ...]:
+    return (t.key, t.failures, opt_us(t.blocked_until), to_us(t.last_failure_at))
+
+
+def throttle_of(r: Sequence[Any]) -> ThrottleState:
+    return ThrottleState(
+        key=r[0], failures=r[1], blocked_until=opt_dt(r[2]), last_failure_at=from_us(r[3])
+    )
+
+
+def audit_row(e: AuditEvent) -> tuple[Any, ...]:
+    return (
+        to_us(e.at),
+        e.account_id,
+        e.actor,
+        e.actor_id,
+        e.action,
+        e.target_id,
+        e.outcome.value,
+        e.reason,
+    )
+
+
+def audit_of(r: Sequence[Any]) -> AuditEvent:
+    return AuditEvent(
+        at=from_us(r[0]),
+        account_id=r[1],
+        actor=r[2],
+        actor_id=r[3],
+        action=r[4],
+        target_id=r[5],
+        outcome=Outcome(r[6]),
+        reason=r[7],
+    )

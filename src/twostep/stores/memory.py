@@ -1,0 +1,154 @@
+"""An in-memory store: real, thread-safe, transactional; for tests and demos."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
+from .._errors import EmailTaken
+
+__all__ = ["InMemoryStore"]
+
+_MISSING: Any = object()
+
+
+class _Tx:
+    """Writes go straight to the store's dicts; an undo log restores them on rollback."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._s = store
+        self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
+        self._audit_len = len(store.audit)
+
+    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._undo.append((table, key, table.get(key, _MISSING)))
+        if value is _MISSING:
+            table.pop(key, None)
+        else:
+            table[key] = value
+
+    def rollback(self) -> None:
+        for table, key, old in reversed(self._undo):
+            if old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+        del self._s.audit[self._audit_len :]
+
+    def get_account(self, account_id: str) -> Account | None:
+        return self._s.accounts.get(account_id)
+
+    def put_account(self, account: Account) -> None:
+        self._set(self._s.accounts, account.id, account)
+
+    def get_user(self, user_id: str) -> User | None:
+        return self._s.users.get(user_id)
+
+    def find_user_by_email(self, email_key: str) -> User | None:
+        user_id = self._s.emails.get(email_key)
+        return None if user_id is None else self._s.users[user_id]
+
+    def users_of(self, account_id: str) -> list[User]:
+        ids = self._s.members.get(account_id, set())
+        return sorted((self._s.users[i] for i in ids), key=lambda u: u.created_at)
+
+    def add_user(self, user: User) -> None:
+        if user.email_key in self._s.emails:
+            raise EmailTaken("a user with this email already exists")
+        self._set(self._s.emails, user.email_key, user.id)
+        members = set(self._s.members.get(user.account_id, set()))
+        members.add(user.id)
+        self._set(self._s.members, user.account_id, members)
+        self._set(self._s.users, user.id, user)
+
+    def put_user(self, user: User) -> None:
+        self._set(self._s.users, user.id, user)
+
+    def users_page(self, after_id: str, limit: int) -> list[User]:
+        ids = sorted(i for i in self._s.users if i > after_id)[:limit]
+        return [self._s.users[i] for i in ids]
+
+    def get_challenge(self, token_hash: str) -> LoginChallenge | None:
+        return self._s.challenges.get(token_hash)
+
+    def put_challenge(self, challenge: LoginChallenge) -> None:
+        self._set(self._s.challenges, challenge.token_hash, challenge)
+
+    def delete_challenge(self, token_hash: str) -> None:
+        self._set(self._s.challenges, token_hash, _MISSING)
+
+    def get_session(self, token_hash: str) -> SessionRecord | None:
+        return self._s.sessions.get(token_hash)
+
+    def put_session(self, session: SessionRecord) -> None:
+        self._set(self._s.sessions, session.token_hash, session)
+
+    def delete_session(self, token_hash: str) -> None:
+        self._set(self._s.sessions, token_hash, _MISSING)
+
+    def get_throttle(self, key: str) -> ThrottleState | None:
+        return self._s.throttles.get(key)
+
+    def put_throttle(self, state: ThrottleState) -> None:
+        self._set(self._s.throttles, state.key, state)
+
+    def delete_throttle(self, key: str) -> None:
+        if key in self._s.throttles:
+            self._set(self._s.throttles, key, _MISSING)
+
+    def add_audit(self, event: AuditEvent) -> None:
+        self._s.audit.append(event)
+
+    def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
+        found: list[AuditEvent] = []
+        for event in reversed(self._s.audit):
+            if event.account_id == account_id:
+                found.append(event)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def purge_expired(self, now: datetime) -> int:
+        dead_c = [k for k, c in self._s.challenges.items() if c.expires_at <= now]
+        dead_s = [k for k, s in self._s.sessions.items() if s.expires_at <= now]
+        for key in dead_c:
+            self.delete_challenge(key)
+        for key in dead_s:
+            self.delete_session(key)
+        return len(dead_c) + len(dead_s)
+
+
+class InMemoryStore:
+    """Everything in dicts of immutable values, behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.accounts: dict[str, Account] = {}
+        self.users: dict[str, User] = {}
+        self.emails: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+        self.challenges: dict[str, LoginChallenge] = {}
+        self.sessions: dict[str, SessionRecord] = {}
+        self.throttles: dict[str, ThrottleState] = {}
+        self.audit: list[AuditEvent] = []
+
+    def __repr__(self) -> str:
+        return f"InMemoryStore(accounts={len(self.accounts)}, users={len(self.users)})"
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+        del write  # one lock serves reads and writes alike
+        with self._lock:
+            tx = _Tx(self)
+            try:
+                yield tx
+            except BaseException:
+                tx.rollback()
+                raise
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,264 @@
+"""The embedded default store: SQLite from the standard library, in WAL mode.
+
+A write transaction starts with ``BEGIN IMMEDIATE``, which takes the database's
+write lock at once: two app-server processes that race to use the same code are
+serialised, and the second sees what the first wrote (R4, R5). Reads
+(``write=False``) take no write lock and run beside writers, as WAL allows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
+from .._errors import EmailTaken, StoreError
+from . import _sql
+from ._sql import (
+    ACCOUNT_COLUMNS,
+    AUDIT_COLUMNS,
+    CHALLENGE_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SESSION_COLUMNS,
+    THROTTLE_COLUMNS,
+    USER_COLUMNS,
+)
+
+__all__ = ["SQLiteStore"]
+
+
+def _placeholders(columns: str) -> str:
+    return ", ".join("?" for _ in columns.split(","))
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def _one(self, sql: str, args: tuple[object, ...]) -> tuple[object, ...] | None:
+        row: tuple[object, ...] | None = self._db.execute(sql, args).fetchone()
+        return row
+
+    def get_account(self, account_id: str) -> Account | None:
+        row = self._one(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,))
+        return None if row is None else _sql.account_of(row)
+
+    def put_account(self, account: Account) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO accounts ({ACCOUNT_COLUMNS}) "
+            f"VALUES ({_placeholders(ACCOUNT_COLUMNS)})",
+            _sql.account_row(account),
+        )
+
+    def get_user(self, user_id: str) -> User | None:
+        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        return None if row is None else _sql.user_of(row)
+
+    def find_user_by_email(self, email_key: str) -> User | None:
+        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE email_key = ?", (email_key,))
+        return None if row is None else _sql.user_of(row)
+
+    def users_of(self, account_id: str) -> list[User]:
+        rows = self._db.execute(
+            f"SELECT {USER_COLUMNS} FROM users WHERE account_id = ? ORDER BY created_at, id",
+            (account_id,),
+        )
+        return [_sql.user_of(r) for r in rows]
+
+    def add_user(self, user: User) -> None:
+        try:
+            self._db.execute(
+                f"INSERT INTO users ({USER_COLUMNS}) VALUES ({_placeholders(USER_COLUMNS)})",
+                _sql.user_row(user),
+            )
+        except sqlite3.IntegrityError as error:
+            if "email_key" in str(error):
+                raise EmailTaken("a user with this email already exists") from None
+            raise
+
+    def put_user(self, user: User) -> None:
+        row = _sql.user_row(user)
+        sets = ", ".join(f"{c.strip()} = ?" for c in USER_COLUMNS.split(",")[1:])
+        self._db.execute(f"UPDATE users SET {sets} WHERE id = ?", (*row[1:], row[0]))
+
+    def users_page(self, after_id: str, limit: int) -> list[User]:
+        rows = self._db.execute(
+            f"SELECT {USER_COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_sql.user_of(r) for r in rows]
+
+    def get_challenge(self, token_hash: str) -> LoginChallenge | None:
+        row = self._one(
+            f"SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE token_hash = ?", (token_hash,)
+        )
+        return None if row is None else _sql.challenge_of(row)
+
+    def put_challenge(self, challenge: LoginChallenge) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO challenges ({CHALLENGE_COLUMNS}) "
+            f"VALUES ({_placeholders(CHALLENGE_COLUMNS)})",
+            _sql.challenge_row(challenge),
+        )
+
+    def delete_challenge(self, token_hash: str) -> None:
+        self._db.execute("DELETE FROM challenges WHERE token_hash = ?", (token_hash,))
+
+    def get_session(self, token_hash: str) -> SessionRecord | None:
+        row = self._one(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?", (token_hash,)
+        )
+        return None if row is None else _sql.session_of(row)
+
+    def put_session(self, session: SessionRecord) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) "
+            f"VALUES ({_placeholders(SESSION_COLUMNS)})",
+            _sql.session_row(session),
+        )
+
+    def delete_session(self, token_hash: str) -> None:
+        self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    def get_throttle(self, key: str) -> ThrottleState | None:
+        row = self._one(f"SELECT {THROTTLE_COLUMNS} FROM throttles WHERE key = ?", (key,))
+        return None if row is None else _sql.throttle_of(row)
+
+    def put_throttle(self, state: ThrottleState) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO throttles ({THROTTLE_COLUMNS}) "
+            f"VALUES ({_placeholders(THROTTLE_COLUMNS)})",
+            _sql.throttle_row(state),
+        )
+
+    def delete_throttle(self, key: str) -> None:
+        self._db.execute("DELETE FROM throttles WHERE key = ?", (key,))
+
+    def add_audit(self, event: AuditEvent) -> None:
+        self._db.execute(
+            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({_placeholders(AUDIT_COLUMNS)})",
+            _sql.audit_row(event),
+        )
+
+    def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
+        rows = self._db.execute(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE account_id = ? ORDER BY id DESC LIMIT ?",
+            (account_id, limit),
+        )
+        return [_sql.audit_of(r) for r in rows]
+
+    def purge_expired(self, now: datetime) -> int:
+        at = _sql.to_us(now)
+        gone = self._db.execute("DELETE FROM challenges WHERE expires_at <= ?", (at,)).rowcount
+        gone += self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (at,)).rowcount
+        return gone
+
+
+class SQLiteStore:
+    """A SQLite database file (or ``":memory:"`` for one connection's lifetime).
+
+    Each thread gets its own connection. ``synchronous`` is SQLite's setting: with
+    WAL, ``"NORMAL"`` (the default) survives a crash of the application, and
+    ``"FULL"`` also a loss of power, at the cost of an fsync per commit.
+    The schema is created or migrated forward on open unless ``migrate=False``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 10.0,
+        migrate: bool = True,
+    ) -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
+        self.path = str(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        db = self._connection()
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}, newer than this twostep "
+                f"knows ({SCHEMA_VERSION}): upgrade twostep"
+            )
+        if version < SCHEMA_VERSION:
+            if not migrate:
+                raise StoreError(
+                    f"the database has schema version {version}; run `twostep migrate`"
+                )
+            self.migrate()
+        del db
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # we issue BEGIN / COMMIT ourselves
+                check_same_thread=False,
+                cached_statements=256,
+            )
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._local.db = db
+            with self._all_lock:
+                self._all.append(db)
+        return db
+
+    def schema_version(self) -> int:
+        db = self._connection()
+        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    def migrate(self) -> int:
+        """Apply the migrations this database lacks, each in its own transaction."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        db.execute(_sql.SQLITE.render(statement))
+                    db.execute(f"PRAGMA user_version = {int(version)}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return SCHEMA_VERSION
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot start a transaction: {error}") from None
+        try:
+            yield _Tx(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
