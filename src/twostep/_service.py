@@ -252,6 +252,19 @@ class TwoStep:
         blocked = w.now + delay if delay else None
         w.tx.put_throttle(ThrottleState(key, failures, blocked, w.now))
 
+    def _throttle_undo(self, w: _Work, key: str, conf: ThrottleSettings) -> None:
+        """Take back one failure counted in advance for an attempt that succeeded."""
+        state = w.tx.get_throttle(key)
+        if state is None:
+            return
+        if state.failures <= 1:
+            w.tx.delete_throttle(key)
+            return
+        failures = state.failures - 1
+        delay = conf.delay(failures)
+        blocked = state.last_failure_at + delay if delay else None
+        w.tx.put_throttle(ThrottleState(key, failures, blocked, state.last_failure_at))
+
     def _code_keys(self, user_id: str, client: str | None) -> list[tuple[str, ThrottleSettings]]:
         keys = [(f"user:{user_id}", self.settings.code_throttle)]
         if client is not None:
@@ -551,8 +564,11 @@ class TwoStep:
                     reason="invalid_credentials",
                 )
                 raise _Keep(InvalidCredentials("email or password is wrong"))
-            for k, _ in keys:
-                w.tx.delete_throttle(k)
+            # Success clears the email's count; the client's loses only this attempt,
+            # so one good login does not wipe what a client spent guessing other emails.
+            w.tx.delete_throttle(keys[0][0])
+            for k, conf in keys[1:]:
+                self._throttle_undo(w, k, conf)
             if new_hash is not None:
                 current = current.with_password_hash(new_hash)
                 w.tx.put_user(current)
@@ -935,9 +951,8 @@ class TwoStep:
 
     def two_factor_overview(self, session: SessionRef) -> AccountOverview:
         """R50: owners and managers see which users have 2FA on."""
-        with self._work(write=False) as w:
-            actor = self._authenticate(w, session)
         with self._work() as w:  # a refusal is recorded, so this one may write
+            actor = self._authenticate(w, session)
             self._enforce(w, Action.VIEW_OVERVIEW, actor)
             users = tuple(
                 UserOverview(
