@@ -1,0 +1,349 @@
+"""PostgreSQL, for installations with several app servers: ``pip install 'twostep[postgres]'``.
+
+A write transaction runs at READ COMMITTED and locks every row it reads that a
+later write depends on: users, login challenges and throttle counters with
+``FOR UPDATE``, the account with ``FOR SHARE``. So "check the code, record that it
+was used, issue the session" happens once for two racing requests on any number of
+servers: the second waits for the first, then reads what it committed (R4, R5).
+A throttle counter that does not exist yet has no row to lock, so every access to
+a counter first takes a transaction-scoped advisory lock on its key: parallel
+failures lose no increment (R6). Changing the account requirement takes the
+account row exclusively, which waits for the logins that read it (R21). Read
+transactions (``write=False``) take no lock and see one snapshot.
+
+docs/postgres.md explains the choice, and what each store does for each guarantee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
+from .._errors import EmailTaken, StoreError
+from . import _sql
+from ._sql import (
+    ACCOUNT_COLUMNS,
+    AUDIT_COLUMNS,
+    CHALLENGE_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SESSION_COLUMNS,
+    THROTTLE_COLUMNS,
+    USER_COLUMNS,
+)
+
+__all__ = ["PostgresStore"]
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+#: The table that records which migrations a database has had.
+VERSION_TABLE = "twostep_schema_version"
+#: First key of twostep's advisory locks (the two-int form keeps them apart from a
+#: host application's one-bigint locks). Second key: 0 for migrations, or a hash.
+LOCK_MIGRATIONS = 0x74737470  # "tstp"
+LOCK_THROTTLES = 0x74737471
+
+
+def _placeholders(columns: str) -> str:
+    return ", ".join("%s" for _ in columns.split(","))
+
+
+def _upsert(table: str, columns: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names[1:])
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({_placeholders(columns)}) "
+        f"ON CONFLICT ({names[0]}) DO UPDATE SET {updates}"
+    )
+
+
+_PUT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS)
+_PUT_CHALLENGE = _upsert("challenges", CHALLENGE_COLUMNS)
+_PUT_SESSION = _upsert("sessions", SESSION_COLUMNS)
+_PUT_THROTTLE = _upsert("throttles", THROTTLE_COLUMNS)
+_UPDATE_USER = "UPDATE users SET {} WHERE id = %s".format(
+    ", ".join(f"{c.strip()} = %s" for c in USER_COLUMNS.split(",")[1:])
+)
+
+
+class _Tx:
+    """One transaction on one pooled connection; ``write`` decides what is locked."""
+
+    def __init__(self, conn: Conn, *, write: bool) -> None:
+        self._conn = conn
+        self._write = write
+        # Rows read by a write transaction are locked until it ends (see module doc).
+        self._update = " FOR UPDATE" if write else ""
+        self._share = " FOR SHARE" if write else ""
+
+    def _one(self, sql: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
+        return self._conn.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, args).fetchall()
+
+    def get_account(self, account_id: str) -> Account | None:
+        # FOR SHARE: logins of one account run side by side, but a change of the
+        # requirement (an UPDATE) waits for them, and they wait for it (R21).
+        row = self._one(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = %s{self._share}", (account_id,)
+        )
+        return None if row is None else _sql.account_of(row)
+
+    def put_account(self, account: Account) -> None:
+        self._conn.execute(_PUT_ACCOUNT, _sql.account_row(account))
+
+    def get_user(self, user_id: str) -> User | None:
+        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s{self._update}", (user_id,))
+        return None if row is None else _sql.user_of(row)
+
+    def find_user_by_email(self, email_key: str) -> User | None:
+        row = self._one(
+            f"SELECT {USER_COLUMNS} FROM users WHERE email_key = %s{self._update}", (email_key,)
+        )
+        return None if row is None else _sql.user_of(row)
+
+    def users_of(self, account_id: str) -> list[User]:
+        # A listing for display (R50): no write depends on it, so it locks nothing.
+        rows = self._all(
+            f"SELECT {USER_COLUMNS} FROM users WHERE account_id = %s ORDER BY created_at, id",
+            (account_id,),
+        )
+        return [_sql.user_of(r) for r in rows]
+
+    def add_user(self, user: User) -> None:
+        try:
+            # A savepoint: a refused insert must not abort the whole transaction.
+            with self._conn.transaction():
+                self._conn.execute(
+                    f"INSERT INTO users ({USER_COLUMNS}) VALUES ({_placeholders(USER_COLUMNS)})",
+                    _sql.user_row(user),
+                )
+        except errors.UniqueViolation as error:
+            if "email_key" in (error.diag.constraint_name or ""):
+                raise EmailTaken("a user with this email already exists") from None
+            raise
+
+    def put_user(self, user: User) -> None:
+        row = _sql.user_row(user)
+        self._conn.execute(_UPDATE_USER, (*row[1:], row[0]))
+
+    def users_page(self, after_id: str, limit: int) -> list[User]:
+        # Locked: a batch job (re-sealing secrets) writes these users back.
+        rows = self._all(
+            f"SELECT {USER_COLUMNS} FROM users WHERE id > %s ORDER BY id LIMIT %s{self._update}",
+            (after_id, limit),
+        )
+        return [_sql.user_of(r) for r in rows]
+
+    def get_challenge(self, token_hash: str) -> LoginChallenge | None:
+        row = self._one(
+            f"SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE token_hash = %s{self._update}",
+            (token_hash,),
+        )
+        return None if row is None else _sql.challenge_of(row)
+
+    def put_challenge(self, challenge: LoginChallenge) -> None:
+        self._conn.execute(_PUT_CHALLENGE, _sql.challenge_row(challenge))
+
+    def delete_challenge(self, token_hash: str) -> None:
+        self._conn.execute("DELETE FROM challenges WHERE token_hash = %s", (token_hash,))
+
+    def get_session(self, token_hash: str) -> SessionRecord | None:
+        # Sessions are only ever inserted and deleted, never updated: nothing to lock.
+        row = self._one(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = %s", (token_hash,)
+        )
+        return None if row is None else _sql.session_of(row)
+
+    def put_session(self, session: SessionRecord) -> None:
+        self._conn.execute(_PUT_SESSION, _sql.session_row(session))
+
+    def delete_session(self, token_hash: str) -> None:
+        self._conn.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))
+
+    def _lock_throttle(self, key: str) -> None:
+        # FOR UPDATE on a counter that does not exist yet locks nothing, and two first
+        # failures would both write 1. The advisory lock exists whether or not the row
+        # does; it is held until the transaction ends. A hash collision only makes two
+        # keys wait for each other.
+        if self._write:
+            self._conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_THROTTLES, key)
+            )
+
+    def get_throttle(self, key: str) -> ThrottleState | None:
+        self._lock_throttle(key)
+        row = self._one(f"SELECT {THROTTLE_COLUMNS} FROM throttles WHERE key = %s", (key,))
+        return None if row is None else _sql.throttle_of(row)
+
+    def put_throttle(self, state: ThrottleState) -> None:
+        self._lock_throttle(state.key)
+        self._conn.execute(_PUT_THROTTLE, _sql.throttle_row(state))
+
+    def delete_throttle(self, key: str) -> None:
+        self._lock_throttle(key)
+        self._conn.execute("DELETE FROM throttles WHERE key = %s", (key,))
+
+    def add_audit(self, event: AuditEvent) -> None:
+        self._conn.execute(
+            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({_placeholders(AUDIT_COLUMNS)})",
+            _sql.audit_row(event),
+        )
+
+    def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
+        rows = self._all(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE account_id = %s ORDER BY id DESC LIMIT %s",
+            (account_id, limit),
+        )
+        return [_sql.audit_of(r) for r in rows]
+
+    def purge_expired(self, now: datetime) -> int:
+        at = _sql.to_us(now)
+        gone = self._conn.execute("DELETE FROM challenges WHERE expires_at <= %s", (at,)).rowcount
+        gone += self._conn.execute("DELETE FROM sessions WHERE expires_at <= %s", (at,)).rowcount
+        return gone
+
+
+def _store_error(error: psycopg.Error) -> StoreError:
+    """A driver error as a ``StoreError``: its class and SQLSTATE, never row values."""
+    state = getattr(error, "sqlstate", None)
+    hint = ""
+    if isinstance(
+        error, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable
+    ):
+        hint = "; nothing was written, the request may be retried"
+    where = f" (SQLSTATE {state})" if state else ""
+    return StoreError(f"PostgreSQL: {type(error).__name__}{where}{hint}")
+
+
+class PostgresStore:
+    """A PostgreSQL database named by a libpq ``dsn``, through a pool of connections.
+
+    ``min_size``/``max_size`` bound the pool of each app server; ``timeout`` is how
+    long a request waits for a free connection (and the first one at start) before
+    :class:`~twostep.StoreError`. The schema is migrated forward on open unless
+    ``migrate=False``, in which case an old schema is an error (run
+    ``twostep migrate``). Several servers may open the same database at once: the
+    migrations run under an advisory lock.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+        migrate: bool = True,
+    ) -> None:
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ValueError("need 0 <= min_size <= max_size and max_size >= 1")
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise StoreError("not a valid PostgreSQL DSN") from None
+        # What repr shows: where the database is, never a password.
+        self._where = ", ".join(
+            f"{k}={params[k]}" for k in ("host", "port", "dbname") if params.get(k) is not None
+        )
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            check=ConnectionPool.check_connection,
+            name="twostep",
+        )
+        try:
+            self._pool.open(wait=min_size > 0, timeout=timeout)
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {version}, newer than this twostep "
+                    f"knows ({SCHEMA_VERSION}): upgrade twostep"
+                )
+            if version < SCHEMA_VERSION:
+                if not migrate:
+                    raise StoreError(
+                        f"the database has schema version {version}; run `twostep migrate`"
+                    )
+                self.migrate()
+        except psycopg.Error as error:
+            self._pool.close()
+            raise _store_error(error) from None
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._where})"
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as error:
+            raise _store_error(error) from None
+
+    @staticmethod
+    def _version(conn: Conn) -> int:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,)).fetchone()
+        if exists is None or not exists[0]:
+            return 0
+        row = conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def schema_version(self) -> int:
+        """The newest migration this database has had (0 for an empty one)."""
+        with self._connection() as conn, conn.transaction():
+            return self._version(conn)
+
+    def migrate(self) -> int:
+        """Apply the migrations this database lacks, in one transaction; returns the version.
+
+        The advisory lock makes app servers that start together take turns: the
+        first applies the migrations, the others then find nothing left to do.
+        """
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_MIGRATIONS,))
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
+                "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            current = self._version(conn)
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {current}, newer than this twostep "
+                    f"knows ({SCHEMA_VERSION}): upgrade twostep"
+                )
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        conn.execute(_sql.POSTGRES.render(statement).encode())
+                    conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (version,))
+        return SCHEMA_VERSION
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+        with self._connection() as conn, conn.transaction():
+            # Set explicitly: a server may default to another level. Writers lock what
+            # they read (see the module doc); readers get one consistent snapshot.
+            if write:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
+            else:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield _Tx(conn, write=write)
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,211 @@
+"""What is particular to ``PostgresStore``: migrations, connections, and its transactions.
+
+The shared store contract and the race tests (test_concurrency.py) run on it too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+import twostep as ts
+from tests import pgserver
+from twostep._domain import AuditEvent, Outcome, Role, User
+from twostep.stores._sql import MIGRATIONS, SCHEMA_VERSION
+from twostep.stores.postgres import PostgresStore
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    """An empty schema of its own on the test server."""
+    where, schema = pgserver.new_schema()
+    yield where
+    pgserver.drop_schema(schema)
+
+
+def _versions(dsn: str) -> list[int]:
+    with psycopg.connect(dsn) as conn:
+        return [r[0] for r in conn.execute("SELECT version FROM twostep_schema_version ORDER BY 1")]
+
+
+def _user(uid: str, email: str) -> User:
+    return User(
+        id=uid,
+        account_id="a1",
+        email=email,
+        role=Role.MEMBER,
+        password_hash="$argon2id$not-a-real-hash",
+        created_at=NOW,
+    )
+
+
+def test_a_new_database_gets_every_migration_once(dsn: str) -> None:
+    store = PostgresStore(dsn)
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+    PostgresStore(dsn).close()  # opening again applies nothing twice
+    assert _versions(dsn) == [version for version, _ in MIGRATIONS]
+
+
+def test_servers_starting_together_migrate_once(dsn: str) -> None:
+    stores: list[PostgresStore] = []
+    problems: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def start() -> None:
+        barrier.wait(timeout=30)
+        try:
+            stores.append(PostgresStore(dsn))
+        except BaseException as error:  # pragma: no cover - reported below
+            problems.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert problems == []
+    assert len(stores) == 6
+    assert _versions(dsn) == [version for version, _ in MIGRATIONS]
+
+
+def test_a_newer_schema_than_the_code_knows_is_a_clear_error(dsn: str) -> None:
+    PostgresStore(dsn).close()
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO twostep_schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,)
+        )
+    with pytest.raises(ts.StoreError, match=r"newer than this twostep knows.*upgrade twostep"):
+        PostgresStore(dsn)
+
+
+def test_without_migrate_an_old_schema_asks_for_twostep_migrate(dsn: str) -> None:
+    with pytest.raises(ts.StoreError, match="twostep migrate"):
+        PostgresStore(dsn, migrate=False)
+    PostgresStore(dsn).close()
+    store = PostgresStore(dsn, migrate=False)  # now up to date: opens
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.migrate() == SCHEMA_VERSION
+    store.close()
+
+
+def test_repr_and_errors_never_show_the_password(dsn: str) -> None:
+    secret = "pw-that-must-not-leak"
+    store = PostgresStore(f"{dsn} password={secret}")
+    assert secret not in repr(store)
+    assert "host=127.0.0.1" in repr(store)
+    store.close()
+    with pytest.raises(ts.StoreError) as info:
+        PostgresStore(f"host=127.0.0.1 port=1 password={secret} connect_timeout=2", timeout=3)
+    assert secret not in str(info.value)
+    with pytest.raises(ts.StoreError, match="not a valid PostgreSQL DSN"):
+        PostgresStore(f"password={secret} this is not a dsn")
+
+
+def test_read_transactions_cannot_write(dsn: str) -> None:
+    store = PostgresStore(dsn)
+    event = AuditEvent(NOW, "probe", Outcome.SUCCESS, None, None, None)
+    with (
+        pytest.raises(ts.StoreError, match="ReadOnlySqlTransaction"),
+        store.transaction(write=False) as tx,
+    ):
+        tx.add_audit(event)
+    store.close()
+
+
+def test_a_taken_email_leaves_the_transaction_usable(dsn: str) -> None:
+    store = PostgresStore(dsn)
+    with store.transaction() as tx:
+        tx.put_account(ts.Account(id="a1", name="Acme", created_at=NOW))
+        tx.add_user(_user("u1", "a@example.test"))
+    with store.transaction() as tx:
+        with pytest.raises(ts.EmailTaken):
+            tx.add_user(_user("u2", "A@Example.test"))
+        tx.add_user(_user("u3", "b@example.test"))  # the same transaction goes on
+    with store.transaction(write=False) as tx:
+        assert [u.id for u in tx.users_of("a1")] == ["u1", "u3"]
+    store.close()
+
+
+def test_write_transactions_are_read_committed_whatever_the_server_default(dsn: str) -> None:
+    options = conninfo_to_dict(dsn).get("options") or ""
+    strict = make_conninfo(dsn, options=f"{options} -c default_transaction_isolation=serializable")
+    store = PostgresStore(strict)
+    with store.transaction() as tx:
+        level = tx._conn.execute("SHOW transaction_isolation").fetchone()
+    assert level == ("read committed",)
+    with store.transaction(write=False) as tx:
+        level = tx._conn.execute("SHOW transaction_isolation").fetchone()
+    assert level == ("repeatable read",)
+    store.close()
+
+
+def test_a_dropped_connection_is_replaced(dsn: str) -> None:
+    store = PostgresStore(dsn, min_size=1, max_size=1)
+    with store.transaction() as tx:
+        row = tx._conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+    with store.transaction(write=False) as tx:  # the pool notices, and reconnects
+        assert tx.get_account("nobody") is None
+    store.close()
+
+
+def test_a_deadlock_is_a_store_error_that_says_nothing_was_written(dsn: str) -> None:
+    store = PostgresStore(dsn)
+    with store.transaction() as tx:
+        tx.put_account(ts.Account(id="a1", name="Acme", created_at=NOW))
+        tx.add_user(_user("u1", "a@example.test"))
+        tx.add_user(_user("u2", "b@example.test"))
+    both = threading.Barrier(2)
+    failures: list[ts.StoreError] = []
+
+    def lock(first: str, second: str) -> None:
+        try:
+            with store.transaction() as tx:
+                tx.get_user(first)
+                both.wait(timeout=30)
+                tx.get_user(second)
+        except ts.StoreError as error:
+            failures.append(error)
+
+    threads = [
+        threading.Thread(target=lock, args=("u1", "u2")),
+        threading.Thread(target=lock, args=("u2", "u1")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    assert len(failures) == 1
+    assert "DeadlockDetected" in str(failures[0])
+    assert "may be retried" in str(failures[0])
+
+
+def test_without_postgresql_the_tests_skip_unless_it_is_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pgserver, "_base", None)
+    monkeypatch.setattr(pgserver, "_bindir", lambda: None)
+    monkeypatch.delenv(pgserver.DSN_ENV, raising=False)
+    monkeypatch.setenv(pgserver.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="TWOSTEP_REQUIRE_POSTGRES=1"):
+        pgserver.base_dsn()
+    monkeypatch.delenv(pgserver.REQUIRE_ENV)
+    with pytest.raises(pytest.skip.Exception, match="no PostgreSQL"):
+        pgserver.base_dsn()
+    monkeypatch.setenv(pgserver.DSN_ENV, "host=db.example dbname=twostep")
+    assert pgserver.base_dsn() == "host=db.example dbname=twostep"
