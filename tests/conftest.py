@@ -20,6 +20,10 @@ def make_store(kind: str, tmp_path: Path) -> ts.Store:
         return ts.InMemoryStore()
     if kind == "sqlite":
         return ts.SQLiteStore(tmp_path / "twostep.db")
+    if kind == "postgres":  # a fresh schema on the test server (tests/pgserver.py)
+        from tests import pgserver
+
+        return pgserver.make_store()
     raise ValueError(kind)
 
 
@@ -94,3 +98,70 @@ def world(service: ts.TwoStep, clock: ManualClock) -> World:
     manager = service.create_user(account.id, "manager@acme.test", PASSWORD, ts.Role.MANAGER)
     member = service.create_user(account.id, "member@acme.test", PASSWORD, ts.Role.MEMBER)
     return World(service, clock, account, owner, manager, member)
+
+
+def store_snapshot(store: ts.Store, *, skip: tuple[str, ...] = ()) -> dict[str, object]:
+    """Everything a store holds, table by table, to compare before and after an action.
+
+    ``skip`` names tables to leave out ("audit", "throttles", "challenges", ...), for
+    actions that the rules say must record something there (a counted failure).
+    """
+    import sqlite3
+
+    tables: dict[str, object] = {}
+    if isinstance(store, ts.InMemoryStore):
+        tables = {
+            "accounts": dict(store.accounts),
+            "users": dict(store.users),
+            "emails": dict(store.emails),
+            "members": {k: frozenset(v) for k, v in store.members.items()},
+            "challenges": dict(store.challenges),
+            "sessions": dict(store.sessions),
+            "throttles": dict(store.throttles),
+            "audit": list(store.audit),
+        }
+    elif isinstance(store, ts.SQLiteStore):
+        db = sqlite3.connect(store.path)
+        try:
+            names = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
+            for name in names:
+                tables[name] = sorted(
+                    db.execute(f"SELECT * FROM {name}").fetchall(),  # noqa: S608
+                    key=repr,
+                )
+        finally:
+            db.close()
+    elif any(c.__name__ == "PostgresStore" for c in type(store).__mro__):
+        with store._connection() as conn:  # type: ignore[attr-defined]
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' "
+                    "ORDER BY table_name"
+                )
+            ]
+            for name in names:
+                tables[name] = sorted(
+                    conn.execute(f"SELECT * FROM {name}").fetchall(),  # noqa: S608
+                    key=repr,
+                )
+            conn.rollback()
+    else:
+        raise TypeError(f"no snapshot for {type(store).__name__}")
+    for name in skip:
+        tables.pop(name, None)
+    return tables
+
+
+def ask_code(service: ts.TwoStep, email: str) -> ts.CodeRequired:
+    """Step 1 of a login for a user with 2FA: the challenge that asks for a code (R1)."""
+    step = service.login(email, PASSWORD)
+    assert isinstance(step, ts.CodeRequired), step
+    return step

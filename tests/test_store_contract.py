@@ -1,0 +1,457 @@
+"""The contract every store adapter passes: each Transaction method, on each store kind.
+
+To run the suite on another adapter, add its kind to ``STORE_KINDS`` (``conftest.make_store``
+must know how to make it).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import twostep as ts
+from twostep._domain import (
+    BackupCodeSet,
+    ChallengeKind,
+    LoginChallenge,
+    SessionRecord,
+    ThrottleState,
+    TwoFactorState,
+)
+
+from .conftest import make_store
+
+STORE_KINDS = ["memory", "sqlite", "postgres"]
+
+T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def contract_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
+    store = make_store(request.param, tmp_path)
+    yield store
+    store.close()
+
+
+def account(account_id: str = "acc1", **changes: object) -> ts.Account:
+    base = ts.Account(id=account_id, name="Acme Ltd", created_at=T0)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def user(user_id: str, email: str, account_id: str = "acc1", **changes: object) -> ts.User:
+    base = ts.User(
+        id=user_id,
+        account_id=account_id,
+        email=email,
+        role=ts.Role.MEMBER,
+        password_hash="$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+        created_at=T0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def full_user(user_id: str = "u1", email: str = "Full.User@Example.test") -> ts.User:
+    """A user with every field set, 2FA on, a pending secret and a used backup code."""
+    return user(
+        user_id,
+        email,
+        role=ts.Role.OWNER,
+        active=False,
+        created_at=T0 + timedelta(microseconds=1),
+        two_factor=TwoFactorState(
+            secret="v1:sealed-secret",
+            last_step=59_123_456,
+            enabled_at=T0 + timedelta(seconds=1, microseconds=654321),
+            pending_secret="v1:sealed-pending",
+            pending_expires_at=T0 + timedelta(minutes=10, microseconds=7),
+        ),
+        backup_codes=BackupCodeSet(
+            salt=secrets.token_bytes(16),
+            digests=tuple(secrets.token_bytes(32) for _ in range(10)),
+            used=(False, True, False, False, False, False, False, False, True, False),
+        ),
+        session_generation=7,
+    )
+
+
+class Boom(Exception):
+    """Raised inside a transaction to abort it."""
+
+
+def abort_after(store: ts.Store, writes: Callable[[ts.Transaction], None]) -> None:
+    """Run ``writes`` in a write transaction, then fail it."""
+    with store.transaction() as tx:
+        writes(tx)
+        raise Boom
+
+
+def seed(store: ts.Store, *users: ts.User, accounts: tuple[str, ...] = ("acc1",)) -> None:
+    with store.transaction() as tx:
+        for account_id in accounts:
+            tx.put_account(account(account_id))
+        for u in users:
+            tx.add_user(u)
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+def test_account_round_trip_and_replace(contract_store: ts.Store) -> None:
+    a = account(two_factor_required=True, session_generation=3)
+    with contract_store.transaction() as tx:
+        assert tx.get_account(a.id) is None
+        tx.put_account(a)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_account(a.id) == a
+    changed = a.with_requirement(False)
+    with contract_store.transaction() as tx:
+        tx.put_account(changed)
+    with contract_store.transaction(write=False) as tx:
+        got = tx.get_account(a.id)
+    assert got == changed
+    assert got is not None
+    assert got.created_at.tzinfo is not None
+    assert got.created_at.microsecond == 123456
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+def test_user_round_trip_with_every_field(contract_store: ts.Store) -> None:
+    u = full_user()
+    seed(contract_store, u)
+    with contract_store.transaction(write=False) as tx:
+        got = tx.get_user(u.id)
+    assert got == u
+    assert got is not None
+    assert got.backup_codes == u.backup_codes
+    assert got.backup_codes_remaining == 8
+    assert got.two_factor.pending_secret == "v1:sealed-pending"
+    assert got.two_factor.enabled_at == u.two_factor.enabled_at
+    assert got.created_at.microsecond == 123457
+
+
+def test_plain_user_round_trip(contract_store: ts.Store) -> None:
+    u = user("u2", "plain@example.test")
+    seed(contract_store, u)
+    with contract_store.transaction(write=False) as tx:
+        got = tx.get_user("u2")
+    assert got == u
+    assert got is not None
+    assert got.backup_codes is None
+    assert got.two_factor == TwoFactorState()
+    assert got.role is ts.Role.MEMBER
+
+
+def test_put_user_replaces_every_field(contract_store: ts.Store) -> None:
+    u = user("u1", "a@example.test")
+    seed(contract_store, u)
+    changed = full_user("u1", "a@example.test")
+    with contract_store.transaction() as tx:
+        tx.put_user(changed)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_user("u1") == changed
+    back = changed.without_two_factor(end_sessions=True)
+    with contract_store.transaction() as tx:
+        tx.put_user(back)
+    with contract_store.transaction(write=False) as tx:
+        got = tx.get_user("u1")
+    assert got == back
+    assert got is not None
+    assert got.backup_codes is None
+    assert got.two_factor.pending_secret is None
+    assert got.session_generation == 8
+
+
+def test_find_user_by_email_key(contract_store: ts.Store) -> None:
+    u = full_user(email="Full.User@Example.test")
+    seed(contract_store, u)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.find_user_by_email("full.user@example.test") == u
+        assert tx.find_user_by_email("nobody@example.test") is None
+        assert tx.get_user("nobody") is None
+
+
+def test_add_user_refuses_a_taken_email_in_any_case(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "Same@Example.test"), accounts=("acc1", "acc2"))
+    with pytest.raises(ts.EmailTaken), contract_store.transaction() as tx:
+        tx.add_user(user("u2", "same@example.TEST", account_id="acc2"))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_user("u2") is None
+        found = tx.find_user_by_email("same@example.test")
+    assert found is not None
+    assert found.id == "u1"
+
+
+def test_users_of_an_account_in_creation_order(contract_store: ts.Store) -> None:
+    users = [
+        user(f"u{i}", f"u{i}@example.test", created_at=T0 + timedelta(seconds=10 - i))
+        for i in range(4)
+    ]
+    stranger = user("zz", "zz@example.test", account_id="acc2")
+    seed(contract_store, *users, stranger, accounts=("acc1", "acc2"))
+    with contract_store.transaction(write=False) as tx:
+        got = tx.users_of("acc1")
+        assert tx.users_of("acc2") == [stranger]
+        assert tx.users_of("nothing") == []
+    assert [u.id for u in got] == ["u3", "u2", "u1", "u0"]
+
+
+def test_users_page_orders_by_id_after_a_cursor(contract_store: ts.Store) -> None:
+    ids = ["b7", "a1", "c3", "a9", "b2"]
+    # Emails and creation times sort the other way round: only the id may order a page.
+    made = {
+        i: (f"{9 - n}{i}@example.test", T0 - timedelta(seconds=ord(i[0])))
+        for n, i in enumerate(sorted(ids))
+    }
+    seed(
+        contract_store,
+        *(user(i, made[i][0], created_at=made[i][1]) for i in ids[:3]),
+        *(user(i, made[i][0], account_id="acc2", created_at=made[i][1]) for i in ids[3:]),
+        accounts=("acc1", "acc2"),
+    )
+    with contract_store.transaction(write=False) as tx:
+        assert [u.id for u in tx.users_page("", 10)] == sorted(ids)
+        assert [u.id for u in tx.users_page("", 2)] == ["a1", "a9"]
+        assert [u.id for u in tx.users_page("a9", 2)] == ["b2", "b7"]
+        assert [u.id for u in tx.users_page("b7", 2)] == ["c3"]
+        assert tx.users_page("c3", 2) == []
+
+
+# -- challenges, sessions, throttles ---------------------------------------------------------
+
+
+def test_challenge_round_trip_update_and_delete(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    challenge = LoginChallenge(
+        token_hash="h" * 64,
+        user_id="u1",
+        kind=ChallengeKind.ENROLLMENT,
+        created_at=T0,
+        expires_at=T0 + timedelta(minutes=5, microseconds=1),
+    )
+    with contract_store.transaction() as tx:
+        assert tx.get_challenge(challenge.token_hash) is None
+        tx.put_challenge(challenge)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_challenge(challenge.token_hash) == challenge
+    failed = challenge.with_failure().with_failure()
+    with contract_store.transaction() as tx:
+        tx.put_challenge(failed)
+    with contract_store.transaction(write=False) as tx:
+        got = tx.get_challenge(challenge.token_hash)
+    assert got == failed
+    assert got is not None
+    assert (got.attempts, got.kind) == (2, ChallengeKind.ENROLLMENT)
+    with contract_store.transaction() as tx:
+        tx.delete_challenge(challenge.token_hash)
+        tx.delete_challenge("never existed")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_challenge(challenge.token_hash) is None
+
+
+def test_session_round_trip_and_delete(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    session = SessionRecord(
+        token_hash="s" * 64,
+        user_id="u1",
+        account_id="acc1",
+        issued_at=T0,
+        expires_at=T0 + timedelta(hours=12, microseconds=999999),
+        account_generation=4,
+        user_generation=2,
+    )
+    with contract_store.transaction() as tx:
+        assert tx.get_session(session.token_hash) is None
+        tx.put_session(session)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_session(session.token_hash) == session
+    with contract_store.transaction() as tx:
+        tx.delete_session(session.token_hash)
+        tx.delete_session("never existed")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_session(session.token_hash) is None
+
+
+def test_throttle_round_trip_update_and_delete(contract_store: ts.Store) -> None:
+    first = ThrottleState("user:u1", 1, None, T0)
+    with contract_store.transaction() as tx:
+        assert tx.get_throttle(first.key) is None
+        tx.put_throttle(first)
+        tx.put_throttle(ThrottleState("email:a@example.test", 2, None, T0))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_throttle(first.key) == first
+    blocked = ThrottleState("user:u1", 6, T0 + timedelta(seconds=2, microseconds=5), T0)
+    with contract_store.transaction() as tx:
+        tx.put_throttle(blocked)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_throttle(first.key) == blocked
+    with contract_store.transaction() as tx:
+        tx.delete_throttle(first.key)
+        tx.delete_throttle("never existed")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_throttle(first.key) is None
+        assert tx.get_throttle("email:a@example.test") is not None
+
+
+# -- the audit trail ------------------------------------------------------------------------
+
+
+def event(n: int, account_id: str | None = "acc1", **changes: object) -> ts.AuditEvent:
+    base = ts.AuditEvent(
+        at=T0 + timedelta(seconds=n // 2, microseconds=n),  # some share a second
+        action=f"action_{n}",
+        outcome=ts.Outcome.SUCCESS,
+        account_id=account_id,
+        actor_id="u1",
+        target_id=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_audit_round_trip_newest_first_with_limit(contract_store: ts.Store) -> None:
+    events = [event(n) for n in range(6)]
+    events[2] = event(
+        2,
+        outcome=ts.Outcome.DENIED,
+        target_id="u2",
+        reason="owner_only",
+        actor="user",
+    )
+    events[4] = event(4, actor="operator", actor_id=None, outcome=ts.Outcome.THROTTLED)
+    with contract_store.transaction() as tx:
+        for n, e in enumerate(events):
+            tx.add_audit(e)
+            tx.add_audit(event(100 + n, account_id="acc2"))
+            tx.add_audit(event(200 + n, account_id=None))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.audit_events("acc1", 100) == events[::-1]
+        assert tx.audit_events("acc1", 2) == [events[5], events[4]]
+        assert tx.audit_events("acc1", 1) == [events[5]]
+        assert len(tx.audit_events("acc2", 100)) == 6
+        assert tx.audit_events("nothing", 10) == []
+
+
+def test_audit_order_is_insertion_order_even_with_equal_times(contract_store: ts.Store) -> None:
+    same = [event(0, action=f"same_{n}") for n in range(5)]
+    with contract_store.transaction() as tx:
+        for e in same:
+            tx.add_audit(e)
+    with contract_store.transaction(write=False) as tx:
+        assert [e.action for e in tx.audit_events("acc1", 10)] == [
+            f"same_{n}" for n in reversed(range(5))
+        ]
+
+
+# -- transactions and maintenance ------------------------------------------------------------
+
+
+def test_an_exception_rolls_everything_back(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+
+    def writes(tx: ts.Transaction) -> None:
+        tx.put_account(account("acc2"))
+        tx.put_account(account("acc1", two_factor_required=True, session_generation=1))
+        tx.add_user(user("u2", "b@example.test", account_id="acc2"))
+        tx.put_user(full_user("u1", "a@example.test"))
+        tx.put_challenge(
+            LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5))
+        )
+        tx.put_session(SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0))
+        tx.put_throttle(ThrottleState("user:u1", 3, None, T0))
+        tx.add_audit(event(1))
+
+    with pytest.raises(Boom):
+        abort_after(contract_store, writes)
+
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_account("acc2") is None
+        assert tx.get_account("acc1") == account("acc1")
+        assert tx.get_user("u2") is None
+        assert tx.find_user_by_email("b@example.test") is None
+        assert tx.get_user("u1") == user("u1", "a@example.test")
+        assert tx.get_challenge("c" * 64) is None
+        assert tx.get_session("s" * 64) is None
+        assert tx.get_throttle("user:u1") is None
+        assert tx.audit_events("acc1", 10) == []
+        assert [u.id for u in tx.users_of("acc1")] == ["u1"]
+    # The store still works after a rollback, and the rolled-back email is free.
+    seed(contract_store, user("u2", "b@example.test"), accounts=())
+
+
+def test_a_rollback_also_undoes_deletes(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    challenge = LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5))
+    session = SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0)
+    throttle = ThrottleState("user:u1", 3, None, T0)
+    with contract_store.transaction() as tx:
+        tx.put_challenge(challenge)
+        tx.put_session(session)
+        tx.put_throttle(throttle)
+
+    def writes(tx: ts.Transaction) -> None:
+        tx.delete_challenge(challenge.token_hash)
+        tx.delete_session(session.token_hash)
+        tx.delete_throttle(throttle.key)
+
+    with pytest.raises(Boom):
+        abort_after(contract_store, writes)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_challenge(challenge.token_hash) == challenge
+        assert tx.get_session(session.token_hash) == session
+        assert tx.get_throttle(throttle.key) == throttle
+
+
+def test_an_email_taken_error_inside_a_transaction_rolls_it_back(
+    contract_store: ts.Store,
+) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+
+    def writes(tx: ts.Transaction) -> None:
+        tx.put_account(account("acc2"))
+        tx.add_user(user("u2", "A@example.test", account_id="acc2"))
+
+    with pytest.raises(ts.EmailTaken):
+        abort_after(contract_store, writes)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_account("acc2") is None
+
+
+def test_purge_expired_deletes_only_what_has_expired(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    now = T0 + timedelta(hours=1)
+    with contract_store.transaction() as tx:
+        for n, expires in enumerate((now - timedelta(seconds=1), now, now + timedelta(seconds=1))):
+            tx.put_challenge(
+                LoginChallenge(f"c{n}", "u1", ChallengeKind.CODE, T0, expires_at=expires)
+            )
+            tx.put_session(SessionRecord(f"s{n}", "u1", "acc1", T0, expires, 0, 0))
+        tx.put_throttle(ThrottleState("user:u1", 1, None, T0))
+    with contract_store.transaction() as tx:
+        assert tx.purge_expired(now) == 4
+    with contract_store.transaction(write=False) as tx:
+        assert [tx.get_challenge(f"c{n}") is None for n in range(3)] == [True, True, False]
+        assert [tx.get_session(f"s{n}") is None for n in range(3)] == [True, True, False]
+        assert tx.get_throttle("user:u1") is not None
+        assert tx.get_user("u1") is not None
+    with contract_store.transaction() as tx:
+        assert tx.purge_expired(now) == 0
+
+
+def test_a_store_reopens_with_its_data(tmp_path: Path) -> None:
+    # Only meaningful for stores that persist; the embedded default must.
+    store = ts.SQLiteStore(tmp_path / "reopen.db")
+    u = full_user()
+    seed(store, u)
+    store.close()
+    again = ts.SQLiteStore(tmp_path / "reopen.db")
+    try:
+        with again.transaction(write=False) as tx:
+            assert tx.get_user(u.id) == u
+    finally:
+        again.close()
