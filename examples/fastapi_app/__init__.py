@@ -1,0 +1,1 @@
+"""A JSON API with every flow of twostep's rules, on FastAPI (see README.md)."""

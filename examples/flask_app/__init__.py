@@ -1,0 +1,1 @@
+"""A Flask application with every screen of twostep's rules (see README.md)."""
