@@ -1,5 +1,7 @@
 """twostep: password + TOTP two-step login for the users of an account."""
 
+from typing import TYPE_CHECKING
+
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import Account, AuditEvent, Outcome, Role, User
@@ -34,8 +36,10 @@ from ._results import (
 from ._service import TwoStep
 from ._settings import Argon2Params, Settings, ThrottleSettings
 from ._store import Store, Transaction
-from .stores.memory import InMemoryStore
-from .stores.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from .stores.memory import InMemoryStore
+    from .stores.sqlite import SQLiteStore
 
 __all__ = [
     "POLICY",
@@ -86,3 +90,17 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The stores load on first use (PEP 562), so that `import twostep` does not pay
+    # for sqlite3 in a host that keeps its state elsewhere.
+    if name == "SQLiteStore":
+        from .stores.sqlite import SQLiteStore
+
+        return SQLiteStore
+    if name == "InMemoryStore":
+        from .stores.memory import InMemoryStore
+
+        return InMemoryStore
+    raise AttributeError(f"module 'twostep' has no attribute {name!r}")

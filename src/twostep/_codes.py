@@ -111,8 +111,19 @@ def matching_step(secret: str, code: str, now: datetime, settings: Settings) -> 
     return found
 
 
+_BASE32_TEXT = re.compile(r"[A-Za-z2-7]+")
+# RFC 4648 base32 symbols to the digits int(..., 32) reads, so that a whole secret
+# decodes in one C call (base64.b32decode is pure Python, several us per call).
+_BASE32_AS_INT = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcdefghijklmnopqrstuvwxyz",
+    "0123456789abcdefghijklmnopqrstuv0123456789abcdefghijklmnop",
+)
+
+
 def _secret_key(secret: str) -> bytes:
     """The bytes of a base32 secret (unpadded, any case), as pyotp decodes it."""
+    if len(secret) % 8 == 0 and _BASE32_TEXT.fullmatch(secret):
+        return int(secret.translate(_BASE32_AS_INT), 32).to_bytes(len(secret) * 5 // 8, "big")
     padded = secret + "=" * (-len(secret) % 8)
     return base64.b32decode(padded, casefold=True)
 

@@ -13,12 +13,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Protocol
 
 from ._errors import ConfigurationError, StoreError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["AESGCMKeyring", "Cipher", "KEYS_ENV", "KEY_FILE_ENV"]
 
@@ -57,7 +57,10 @@ class AESGCMKeyring:
         for key_id, key in keys.items():
             if not key_id.isalnum() or len(key) != 32:
                 raise ConfigurationError("each key needs an alphanumeric id and 32 bytes (AES-256)")
-        self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        # Imported here, not at the top: cryptography costs `import twostep` ~10 ms.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead: dict[str, AESGCM] = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._current = current
 
     def __repr__(self) -> str:
@@ -126,8 +129,14 @@ class AESGCMKeyring:
         try:
             raw = base64.urlsafe_b64decode(encoded)
             return aead.decrypt(raw[:12], raw[12:], context)
-        except (InvalidTag, binascii.Error, ValueError):
+        except (binascii.Error, ValueError):
             raise StoreError("a stored secret failed authentication") from None
+        except Exception as error:
+            from cryptography.exceptions import InvalidTag
+
+            if isinstance(error, InvalidTag):
+                raise StoreError("a stored secret failed authentication") from None
+            raise
 
     def is_current(self, sealed: str) -> bool:
         return sealed.startswith(f"{_VERSION}.{self._current}.")

@@ -8,10 +8,8 @@ runs outside write transactions, so that no lock is held while hashing.
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -74,8 +72,6 @@ from ._store import Store, Transaction
 
 __all__ = ["TwoStep"]
 
-log = logging.getLogger("twostep")
-
 EventHook = Callable[[AuditEvent], None]
 SessionRef = str | Session
 T = TypeVar("T")
@@ -89,6 +85,12 @@ def _token_hash(token: str) -> str:
 def _new_token() -> tuple[str, str]:
     token = secrets.token_urlsafe(32)
     return token, _token_hash(token)
+
+
+def _new_id() -> str:
+    import uuid  # imported when first needed: it costs `import twostep` several ms
+
+    return uuid.uuid4().hex
 
 
 def _secret_context(user_id: str) -> bytes:
@@ -203,7 +205,9 @@ class TwoStep:
         try:
             self._on_event(event)
         except Exception:  # a host's hook must not break a login that is committed
-            log.exception("twostep event hook failed for %s", event.action)
+            import logging  # only here: importing it would slow down `import twostep`
+
+            logging.getLogger("twostep").exception("twostep event hook failed for %s", event.action)
 
     # -- throttling (R6) -------------------------------------------------------------
 
@@ -310,7 +314,13 @@ class TwoStep:
     @staticmethod
     def _token_of(session: object) -> str:
         token = session.token if isinstance(session, Session) else session
-        if not isinstance(token, str) or not token or len(token) > check.MAX_TOKEN:
+        # Tokens are ASCII (token_urlsafe); anything else, e.g. a lone surrogate, cannot be one.
+        if (
+            not isinstance(token, str)
+            or not token
+            or len(token) > check.MAX_TOKEN
+            or not token.isascii()
+        ):
             raise SessionInvalid("not a session token", reason="unknown")
         return token
 
@@ -460,7 +470,7 @@ class TwoStep:
         """A new account (organisation), with no users yet."""
         name = check.text(name, "name", check.MAX_NAME)
         with self._work() as w:
-            account = Account(id=uuid.uuid4().hex, name=name, created_at=w.now)
+            account = Account(id=_new_id(), name=name, created_at=w.now)
             w.tx.put_account(account)
             w.audit(
                 "account_created",
@@ -484,7 +494,7 @@ class TwoStep:
             if w.tx.get_account(account_id) is None:
                 raise UnknownAccount("no such account")
             user = User(
-                id=uuid.uuid4().hex,
+                id=_new_id(),
                 account_id=account_id,
                 email=address,
                 role=user_role,
@@ -509,6 +519,8 @@ class TwoStep:
             len(password.encode("utf-8", "surrogatepass")) > self.settings.max_password_bytes
         ):
             raise InvalidInput("password is too long", reason="password_too_long")
+        if not check.utf8(password):
+            raise InvalidInput("password must be valid Unicode text", reason="invalid_password")
         if new and len(password) < self.settings.min_password_length:
             raise InvalidInput("password is too short", reason="password_too_short")
         return password
@@ -522,7 +534,12 @@ class TwoStep:
         throttled too. Unknown emails, wrong passwords and deactivated users all
         raise :class:`InvalidCredentials`, after the same Argon2 work.
         """
-        if not isinstance(email, str) or not email.strip() or len(email) > check.MAX_EMAIL:
+        if (
+            not isinstance(email, str)
+            or not email.strip()
+            or len(email) > check.MAX_EMAIL
+            or not check.utf8(email)
+        ):
             raise InvalidInput("email must be a non-empty string", reason="invalid_email")
         self._check_password(password, new=False)
         client = check.client(client)
@@ -629,15 +646,24 @@ class TwoStep:
             if isinstance(challenge, CodeRequired | EnrollmentRequired)
             else challenge
         )
-        if not isinstance(token, str) or not token or len(token) > check.MAX_TOKEN:
+        if (
+            not isinstance(token, str)
+            or not token
+            or len(token) > check.MAX_TOKEN
+            or not token.isascii()
+        ):
             raise ChallengeExpired("not a login challenge", reason="unknown")
         client = check.client(client)
-        parse_code(code, self.settings.totp_digits)  # malformed: refuse before any I/O
+        parsed = parse_code(code, self.settings.totp_digits)  # malformed: refuse before any I/O
         token_hash = _token_hash(token)
 
         with self._work(write=False) as w:
             found = w.tx.get_challenge(token_hash)
-            user = w.tx.get_user(found.user_id) if found is not None else None
+            # Only a backup code (its hash) or an enrolment (its dry run) needs the user here.
+            wanted = found is not None and (
+                parsed.kind != CodeKind.OTP or found.kind is ChallengeKind.ENROLLMENT
+            )
+            user = w.tx.get_user(found.user_id) if found is not None and wanted else None
         proof = self._prove(code, user)
         codes = None
         if found is not None and found.kind is ChallengeKind.ENROLLMENT and user is not None:
@@ -990,6 +1016,8 @@ class TwoStep:
         Each batch commits on its own, so logins go on meanwhile; old keys must stay
         configured until this has run.
         """
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 10_000:
+            raise InvalidInput("batch must be an int from 1 to 10000", reason="invalid_batch")
         count = 0
         after = ""
         while True:

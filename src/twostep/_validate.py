@@ -12,6 +12,15 @@ MAX_TOKEN = 128
 MAX_CLIENT = 256
 
 
+def utf8(value: str) -> bool:
+    """Whether ``value`` encodes to UTF-8, as storing and hashing need (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _printable(value: str) -> bool:
     return value.isprintable()
 

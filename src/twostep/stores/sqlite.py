@@ -36,6 +36,44 @@ def _placeholders(columns: str) -> str:
     return ", ".join("?" for _ in columns.split(","))
 
 
+def _upsert(table: str, columns: str) -> str:
+    # An upsert updates the row in place: INSERT OR REPLACE would delete and re-insert
+    # it, and with foreign keys on, that visits every row that references it (an
+    # account's users), making the cost grow with the account.
+    names = [c.strip() for c in columns.split(",")]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({_placeholders(columns)}) "
+        f"ON CONFLICT ({names[0]}) DO UPDATE SET {updates}"
+    )
+
+
+# Built once: the hot path only binds values (sqlite3 caches the prepared statements).
+_GET_ACCOUNT = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"
+_PUT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS)
+_GET_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"
+_FIND_USER = f"SELECT {USER_COLUMNS} FROM users WHERE email_key = ?"
+_ADD_USER = f"INSERT INTO users ({USER_COLUMNS}) VALUES ({_placeholders(USER_COLUMNS)})"
+_PUT_USER = "UPDATE users SET {} WHERE id = ?".format(
+    ", ".join(f"{c.strip()} = ?" for c in USER_COLUMNS.split(",")[1:])
+)
+_GET_CHALLENGE = f"SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE token_hash = ?"
+_PUT_CHALLENGE = (
+    f"INSERT OR REPLACE INTO challenges ({CHALLENGE_COLUMNS}) "
+    f"VALUES ({_placeholders(CHALLENGE_COLUMNS)})"
+)
+_GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?"
+_PUT_SESSION = (
+    f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES ({_placeholders(SESSION_COLUMNS)})"
+)
+_GET_THROTTLE = f"SELECT {THROTTLE_COLUMNS} FROM throttles WHERE key = ?"
+_PUT_THROTTLE = (
+    f"INSERT OR REPLACE INTO throttles ({THROTTLE_COLUMNS}) "
+    f"VALUES ({_placeholders(THROTTLE_COLUMNS)})"
+)
+_ADD_AUDIT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({_placeholders(AUDIT_COLUMNS)})"
+
+
 class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -45,22 +83,18 @@ class _Tx:
         return row
 
     def get_account(self, account_id: str) -> Account | None:
-        row = self._one(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,))
+        row = self._one(_GET_ACCOUNT, (account_id,))
         return None if row is None else _sql.account_of(row)
 
     def put_account(self, account: Account) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO accounts ({ACCOUNT_COLUMNS}) "
-            f"VALUES ({_placeholders(ACCOUNT_COLUMNS)})",
-            _sql.account_row(account),
-        )
+        self._db.execute(_PUT_ACCOUNT, _sql.account_row(account))
 
     def get_user(self, user_id: str) -> User | None:
-        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        row = self._one(_GET_USER, (user_id,))
         return None if row is None else _sql.user_of(row)
 
     def find_user_by_email(self, email_key: str) -> User | None:
-        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE email_key = ?", (email_key,))
+        row = self._one(_FIND_USER, (email_key,))
         return None if row is None else _sql.user_of(row)
 
     def users_of(self, account_id: str) -> list[User]:
@@ -72,10 +106,7 @@ class _Tx:
 
     def add_user(self, user: User) -> None:
         try:
-            self._db.execute(
-                f"INSERT INTO users ({USER_COLUMNS}) VALUES ({_placeholders(USER_COLUMNS)})",
-                _sql.user_row(user),
-            )
+            self._db.execute(_ADD_USER, _sql.user_row(user))
         except sqlite3.IntegrityError as error:
             if "email_key" in str(error):
                 raise EmailTaken("a user with this email already exists") from None
@@ -83,8 +114,7 @@ class _Tx:
 
     def put_user(self, user: User) -> None:
         row = _sql.user_row(user)
-        sets = ", ".join(f"{c.strip()} = ?" for c in USER_COLUMNS.split(",")[1:])
-        self._db.execute(f"UPDATE users SET {sets} WHERE id = ?", (*row[1:], row[0]))
+        self._db.execute(_PUT_USER, (*row[1:], row[0]))
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
         rows = self._db.execute(
@@ -94,56 +124,37 @@ class _Tx:
         return [_sql.user_of(r) for r in rows]
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None:
-        row = self._one(
-            f"SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE token_hash = ?", (token_hash,)
-        )
+        row = self._one(_GET_CHALLENGE, (token_hash,))
         return None if row is None else _sql.challenge_of(row)
 
     def put_challenge(self, challenge: LoginChallenge) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO challenges ({CHALLENGE_COLUMNS}) "
-            f"VALUES ({_placeholders(CHALLENGE_COLUMNS)})",
-            _sql.challenge_row(challenge),
-        )
+        self._db.execute(_PUT_CHALLENGE, _sql.challenge_row(challenge))
 
     def delete_challenge(self, token_hash: str) -> None:
         self._db.execute("DELETE FROM challenges WHERE token_hash = ?", (token_hash,))
 
     def get_session(self, token_hash: str) -> SessionRecord | None:
-        row = self._one(
-            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?", (token_hash,)
-        )
+        row = self._one(_GET_SESSION, (token_hash,))
         return None if row is None else _sql.session_of(row)
 
     def put_session(self, session: SessionRecord) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) "
-            f"VALUES ({_placeholders(SESSION_COLUMNS)})",
-            _sql.session_row(session),
-        )
+        self._db.execute(_PUT_SESSION, _sql.session_row(session))
 
     def delete_session(self, token_hash: str) -> None:
         self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
 
     def get_throttle(self, key: str) -> ThrottleState | None:
-        row = self._one(f"SELECT {THROTTLE_COLUMNS} FROM throttles WHERE key = ?", (key,))
+        row = self._one(_GET_THROTTLE, (key,))
         return None if row is None else _sql.throttle_of(row)
 
     def put_throttle(self, state: ThrottleState) -> None:
-        self._db.execute(
-            f"INSERT OR REPLACE INTO throttles ({THROTTLE_COLUMNS}) "
-            f"VALUES ({_placeholders(THROTTLE_COLUMNS)})",
-            _sql.throttle_row(state),
-        )
+        self._db.execute(_PUT_THROTTLE, _sql.throttle_row(state))
 
     def delete_throttle(self, key: str) -> None:
         self._db.execute("DELETE FROM throttles WHERE key = ?", (key,))
 
     def add_audit(self, event: AuditEvent) -> None:
-        self._db.execute(
-            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({_placeholders(AUDIT_COLUMNS)})",
-            _sql.audit_row(event),
-        )
+        self._db.execute(_ADD_AUDIT, _sql.audit_row(event))
 
     def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
         rows = self._db.execute(

@@ -1,0 +1,193 @@
+"""Each login step against its physical limit.
+
+- otp_step_memory / otp_step_sqlite: ``complete_login`` with a valid OTP, against
+  ``pyotp.TOTP.verify(code, valid_window=1)``. Challenges are made beforehand
+  (untimed); the clock moves 30 s between rounds so no code is a replay.
+- backup_code_step / backup_code_flat: ``complete_login`` with a backup code against
+  one Argon2id hash with the backup-code parameters; 20 stored codes against 10.
+- password_step / unknown_email: ``login`` (step 1) against one Argon2id verify with
+  the password parameters; an unknown email against a known one with a wrong password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyotp
+from argon2 import PasswordHasher, Type
+from argon2.low_level import hash_secret_raw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    CHEAPEST,
+    PASSWORD,
+    Enrolled,
+    Figure,
+    cheap,
+    enroll,
+    interleave,
+    service,
+    timed,
+)
+
+from twostep import CodeRequired, InMemoryStore, InvalidCredentials, Settings, SQLiteStore
+from twostep.testing import ManualClock
+
+
+def _otp_figure(name: str, store: object, high: float, *, batch: int, rounds: int) -> Figure:
+    clock = ManualClock()
+    # Password cost is not part of this step: the cheapest Argon2 makes the set-up quick.
+    ts = service(store, cheap(backup_code_hash=CHEAPEST), clock)
+    account = ts.create_account("bench")
+    people = [enroll(ts, clock, account.id, f"otp{i}@example.com") for i in range(batch)]
+    verifiers = [pyotp.TOTP(p.phone._totp.secret) for p in people]
+
+    def baseline() -> float:
+        codes = [v.now() for v in verifiers]
+        start = time.perf_counter()
+        for v, c in zip(verifiers, codes, strict=True):
+            v.verify(c, valid_window=1)
+        return (time.perf_counter() - start) / batch
+
+    def measured() -> float:
+        clock.advance(30)
+        steps = [ts.login(p.email, PASSWORD) for p in people]
+        codes = [p.phone.code() for p in people]
+        start = time.perf_counter()
+        for step, code in zip(steps, codes, strict=True):
+            assert isinstance(step, CodeRequired)
+            ts.complete_login(step, code)
+        return (time.perf_counter() - start) / batch
+
+    base, meas = interleave([baseline, measured], rounds)
+    return Figure(name, base, meas, high)
+
+
+def otp_figures(quick: bool) -> list[Figure]:
+    batch, rounds = (20, 15) if quick else (50, 41)
+    out = [_otp_figure("otp_step_memory", InMemoryStore(), 2.0, batch=batch, rounds=rounds)]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "otp.db")
+        out.append(_otp_figure("otp_step_sqlite", store, 5.0, batch=batch, rounds=rounds))
+        store.close()
+    return out
+
+
+def backup_figures(quick: bool) -> list[Figure]:
+    """One backup-code login per sample; each stored set is used for at most 5 logins."""
+    rounds = 6 if quick else 21
+    uses_per_user = 5
+    settings = Settings()
+    params = settings.backup_code_hash
+    clock = ManualClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {n: SQLiteStore(Path(tmp) / f"backup{n}.db") for n in (10, 20)}
+        services = {n: service(stores[n], cheap(backup_code_count=n), clock) for n in (10, 20)}
+        people: dict[int, list[Enrolled]] = {}
+        for n, ts in services.items():
+            account = ts.create_account("bench")
+            count = -(-(rounds + 1) // uses_per_user)
+            people[n] = [
+                enroll(ts, clock, account.id, f"b{n}-{i}@example.com") for i in range(count)
+            ]
+        uses = {10: 0, 20: 0}
+
+        def with_codes(n: int) -> float:
+            i = uses[n]
+            uses[n] += 1
+            who = people[n][i // uses_per_user]
+            step = services[n].login(who.email, PASSWORD)
+            assert isinstance(step, CodeRequired)
+            code = who.backup[i % uses_per_user]
+            return timed(lambda: services[n].complete_login(step, code))
+
+        salt = b"0123456789abcdef"
+
+        def baseline() -> float:
+            return timed(
+                lambda: hash_secret_raw(
+                    b"abcdefghjk",
+                    salt,
+                    time_cost=params.time_cost,
+                    memory_cost=params.memory_cost,
+                    parallelism=params.parallelism,
+                    hash_len=32,
+                    type=Type.ID,
+                )
+            )
+
+        base, ten, twenty = interleave(
+            [baseline, lambda: with_codes(10), lambda: with_codes(20)], rounds
+        )
+        for store in stores.values():
+            store.close()
+    return [
+        Figure("backup_code_step", base, ten, 1.3),
+        Figure("backup_code_flat", ten, twenty, 1.1),
+    ]
+
+
+def password_figures(quick: bool) -> list[Figure]:
+    """Step 1 with the default Argon2 parameters, on SQLite."""
+    rounds = 5 if quick else 21
+    settings = Settings()
+    p = settings.password_hash
+    hasher = PasswordHasher(
+        time_cost=p.time_cost, memory_cost=p.memory_cost, parallelism=p.parallelism, type=Type.ID
+    )
+    stored = hasher.hash(PASSWORD)
+    clock = ManualClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "password.db")
+        ts = service(store, dataclasses.replace(settings, backup_code_hash=CHEAPEST), clock)
+        account = ts.create_account("bench")
+        who = enroll(ts, clock, account.id, "known@example.com")
+        counter = [0]
+
+        def baseline() -> float:
+            return timed(lambda: hasher.verify(stored, PASSWORD))
+
+        def two_factor_user() -> float:
+            return timed(lambda: ts.login(who.email, PASSWORD))
+
+        def refused(email: str, password: str) -> float:
+            # A day apart, so the email's throttle has forgotten earlier failures (R6).
+            clock.advance(86_401)
+            start = time.perf_counter()
+            try:
+                ts.login(email, password)
+            except InvalidCredentials:
+                pass
+            else:
+                raise AssertionError("the login should have been refused")
+            return time.perf_counter() - start
+
+        def unknown() -> float:
+            counter[0] += 1
+            return refused(f"nobody{counter[0]}@example.com", PASSWORD)
+
+        def wrong() -> float:
+            return refused(who.email, "not the password at all")
+
+        base, step1, unknown_t, wrong_t = interleave(
+            [baseline, two_factor_user, unknown, wrong], rounds
+        )
+        store.close()
+    return [
+        Figure("password_step", base, step1, 1.1),
+        Figure("unknown_email", wrong_t, unknown_t, 1.1, low=0.9),
+    ]
+
+
+def main(quick: bool) -> list[Figure]:
+    return [*otp_figures(quick), *backup_figures(quick), *password_figures(quick)]
+
+
+if __name__ == "__main__":
+    for figure in main("--quick" in sys.argv):
+        print(figure.line(), flush=True)

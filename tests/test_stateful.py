@@ -1,0 +1,641 @@
+"""A stateful model of the rules: random sequences of the public operations, on both stores.
+
+Hypothesis drives logins, codes, enrolments, resets, the account requirement, logouts
+and the clock for four users of one account (two owners, a manager, a member). The
+machine keeps its own model of what the rules allow (R1-R61, throttling included),
+checks that every refusal is the typed error the model predicts, and after every step
+checks the invariants:
+
+- nobody holds a valid session without 2FA while the account requires it (R3, R21);
+- every session issued before the requirement was last turned on is dead (R21);
+- every stored session is exactly as valid as the model says (R21, R41, logout, expiry);
+- no backup code is accepted twice (R5);
+- only owners ever changed the requirement or reset another user (R20, R22, R41, R60);
+- the model's view of who has 2FA matches ``two_factor_overview`` and the store (R50).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import twostep as ts
+from twostep.testing import FAST, ManualClock, Phone
+
+PASSWORD = "correct horse battery"
+ROLES = {
+    "owner": ts.Role.OWNER,
+    "owner2": ts.Role.OWNER,
+    "manager": ts.Role.MANAGER,
+    "member": ts.Role.MEMBER,
+}
+NAMES = tuple(ROLES)
+#: How a code is chosen for an attempt; the model decides what each must do.
+CODE_KINDS = ("otp", "otp_spaced", "wrong", "backup", "used_backup", "old_backup")
+SETTINGS = FAST
+
+picks = st.integers(min_value=0, max_value=1_000)
+
+
+@dataclass
+class ModelThrottle:
+    """The backoff of one throttle key (R6), as the settings describe it."""
+
+    conf: ts.ThrottleSettings
+    failures: int = 0
+    blocked_until: datetime | None = None
+    last_failure: datetime | None = None
+
+    def blocked(self, now: datetime) -> bool:
+        return self.blocked_until is not None and now < self.blocked_until
+
+    def fail(self, now: datetime) -> None:
+        if self.last_failure is None or now - self.last_failure > self.conf.forget_after:
+            self.failures = 1
+        else:
+            self.failures += 1
+        delay = self.conf.delay(self.failures)
+        self.blocked_until = now + delay if delay else None
+        self.last_failure = now
+
+    def clear(self) -> None:
+        self.failures, self.blocked_until, self.last_failure = 0, None, None
+
+
+@dataclass
+class ModelUser:
+    user: ts.User
+    phone: Phone | None = None  # confirmed 2FA
+    pending: Phone | None = None  # an enrolment waiting for its code
+    pending_expires: datetime | None = None
+    last_step: int | None = None
+    backup: list[str] = field(default_factory=list)  # unused codes of the current set
+    used: list[str] = field(default_factory=list)  # used codes of the current set
+    old: list[str] = field(default_factory=list)  # codes of replaced sets
+    generation: int = 0  # moves on when an owner resets the user (R41)
+
+    def drop_two_factor(self) -> None:
+        self.old += self.backup + self.used
+        self.phone, self.pending, self.pending_expires, self.last_step = None, None, None, None
+        self.backup, self.used = [], []
+
+
+@dataclass
+class ModelChallenge:
+    token: str
+    user: str
+    kind: str  # "code" or "enrollment"
+    expires: datetime
+    attempts: int = 0
+    gone: bool = False  # used or purged
+
+
+@dataclass
+class ModelSession:
+    token: str
+    user: str
+    issued: datetime
+    account_generation: int
+    user_generation: int
+    logged_out: bool = False
+
+
+def variant(code: str, pick: int) -> str:
+    """A backup code as a person may type it: with or without separator, any case (R10)."""
+    return [code, code.replace("-", ""), code.upper(), f"  {code} "][pick % 4]
+
+
+class TwoStepMachine(RuleBasedStateMachine):
+    store_kind = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="twostep-stateful-"))
+        self.store: ts.Store = (
+            ts.SQLiteStore(self.tmp / "twostep.db")
+            if self.store_kind == "sqlite"
+            else ts.InMemoryStore()
+        )
+        self.clock = ManualClock()
+        self.service = ts.TwoStep(
+            self.store,
+            issuer="Acme",
+            clock=self.clock,
+            settings=SETTINGS,
+            cipher=ts.AESGCMKeyring.generate(),
+        )
+        self.account = self.service.create_account("Acme")
+        self.users = {
+            name: ModelUser(
+                self.service.create_user(self.account.id, f"{name}@acme.test", PASSWORD, role)
+            )
+            for name, role in ROLES.items()
+        }
+        self.by_id = {u.user.id: name for name, u in self.users.items()}
+        self.owner_ids = {u.user.id for u in self.users.values() if u.user.role is ts.Role.OWNER}
+        self.required = False
+        self.account_generation = 0
+        self.sessions: list[ModelSession] = []
+        self.challenges: list[ModelChallenge] = []
+        self.email_throttle = {n: ModelThrottle(SETTINGS.password_throttle) for n in NAMES}
+        self.code_throttle = {n: ModelThrottle(SETTINGS.code_throttle) for n in NAMES}
+        self.accepted_backup_codes: set[str] = set()
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- the model's helpers --------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def step(self) -> int:
+        return int(self.now.timestamp()) // SETTINGS.totp_period
+
+    def expect(
+        self,
+        error: type[ts.TwoStepError],
+        call: Callable[..., object],
+        *args: Any,
+        reason: str | None = None,
+    ) -> ts.TwoStepError:
+        with pytest.raises(error) as caught:
+            call(*args)
+        if reason is not None:
+            assert caught.value.reason == reason, (caught.value, reason)
+        return caught.value
+
+    def session_error(self, s: ModelSession) -> str | None:
+        """Why the model says ``s`` is not valid now, as ``SessionInvalid.reason``."""
+        if s.logged_out:
+            return "unknown"
+        if self.now >= s.issued + SETTINGS.session_ttl:
+            return "expired"
+        if (
+            s.account_generation != self.account_generation
+            or s.user_generation != self.users[s.user].generation
+        ):
+            return "revoked"
+        if self.required and self.users[s.user].phone is None:
+            return "two_factor_required"
+        return None
+
+    def add_session(self, name: str, session: ts.Session) -> None:
+        assert session.user_id == self.users[name].user.id
+        self.sessions.append(
+            ModelSession(
+                session.token,
+                name,
+                self.now,
+                self.account_generation,
+                self.users[name].generation,
+            )
+        )
+
+    def choose_session(self, pick: int) -> ModelSession:
+        """Mostly a session the model holds valid, sometimes any (dead ones must be refused)."""
+        live = [s for s in self.sessions if self.session_error(s) is None]
+        if live and pick % 5:
+            return live[pick % len(live)]
+        return self.sessions[pick % len(self.sessions)]
+
+    def choose_challenge(self, pick: int) -> ModelChallenge:
+        live = [c for c in self.challenges if not c.gone and self.now < c.expires]
+        if live and pick % 5:
+            return live[pick % len(live)]
+        return self.challenges[pick % len(self.challenges)]
+
+    def acting(self, pick: int) -> tuple[ModelSession, ModelUser] | None:
+        """A session to act with; ``None`` after checking that it is refused as the model says."""
+        s = self.choose_session(pick)
+        error = self.session_error(s)
+        if error is not None:
+            self.expect(ts.SessionInvalid, self.service.two_factor_status, s.token, reason=error)
+            return None
+        return s, self.users[s.user]
+
+    def wrong_code(self, u: ModelUser) -> str:
+        """A well-formed OTP that none of the user's secrets accepts in the drift window."""
+        phones = [p for p in (u.phone, u.pending) if p is not None]
+        taken = {p.code(offset_steps=o) for p in phones for o in range(-2, 3)}
+        return next(c for c in (f"{n:06d}" for n in range(100)) if c not in taken)
+
+    def confirmed_code(self, u: ModelUser, kind: str, pick: int) -> tuple[str, str | None]:
+        """A code for the user's confirmed 2FA, and the ``InvalidCode.reason`` expected."""
+        if kind in ("otp", "otp_spaced") and u.phone is not None:
+            code = u.phone.code()
+            replay = u.last_step is not None and self.step() <= u.last_step
+            return (f"{code[:3]} {code[3:]}" if kind == "otp_spaced" else code), (
+                "replayed" if replay else None
+            )
+        if kind == "backup" and u.backup:
+            return variant(u.backup[pick % len(u.backup)], pick), None
+        if kind == "used_backup" and u.used:
+            return variant(u.used[pick % len(u.used)], pick), "replayed"
+        if kind == "old_backup" and u.old:
+            return variant(u.old[pick % len(u.old)], pick), "wrong"
+        return self.wrong_code(u), "wrong"
+
+    def pending_code(self, u: ModelUser, kind: str, pick: int) -> tuple[str, str | None]:
+        """A code for the pending enrolment: only the new app's OTP confirms it (R10)."""
+        assert u.pending is not None
+        if kind in ("otp", "otp_spaced"):
+            return u.pending.code(), None
+        if kind == "backup" and u.backup:  # a backup code never confirms a new device
+            return variant(u.backup[pick % len(u.backup)], pick), "wrong"
+        return self.wrong_code(u), "wrong"
+
+    def code_used(self, u: ModelUser, code: str) -> None:
+        """The model's side of an accepted code: R4 records the step, R5 spends the code."""
+        compact = code.strip().replace(" ", "").lower()
+        if len(compact) == SETTINGS.totp_digits and compact.isdigit():
+            u.last_step = self.step()
+            return
+        plain = next(c for c in u.backup if c.replace("-", "") == compact.replace("-", ""))
+        assert plain not in self.accepted_backup_codes  # R5: no backup code twice
+        self.accepted_backup_codes.add(plain)
+        u.backup.remove(plain)
+        u.used.append(plain)
+
+    def enrolled(self, u: ModelUser, codes: ts.BackupCodes) -> None:
+        assert u.pending is not None
+        assert len(codes) == SETTINGS.backup_code_count
+        u.old += u.backup + u.used
+        u.phone, u.pending, u.pending_expires = u.pending, None, None
+        u.last_step = self.step()
+        u.backup, u.used = list(codes), []
+
+    def start_pending(self, u: ModelUser, enrollment: ts.Enrollment) -> None:
+        u.pending = Phone(enrollment.secret, self.clock)
+        u.pending_expires = self.now + SETTINGS.enrollment_ttl
+        assert enrollment.expires_at == u.pending_expires
+
+    # -- logging in (R1-R6) -------------------------------------------------------------------
+
+    @rule(name=st.sampled_from(NAMES))
+    def login(self, name: str) -> None:
+        u = self.users[name]
+        throttle = self.email_throttle[name]
+        if throttle.blocked(self.now):
+            self.expect(ts.Throttled, self.service.login, u.user.email, PASSWORD)
+            return
+        step = self.service.login(u.user.email.upper(), PASSWORD)
+        throttle.clear()
+        if u.phone is not None:  # R1
+            assert isinstance(step, ts.CodeRequired)
+            expires = self.now + SETTINGS.challenge_ttl
+            self.challenges.append(ModelChallenge(step.challenge, name, "code", expires))
+        elif self.required:  # R3
+            assert isinstance(step, ts.EnrollmentRequired)
+            self.start_pending(u, step.enrollment)
+            expires = self.now + SETTINGS.enrollment_ttl
+            self.challenges.append(ModelChallenge(step.challenge, name, "enrollment", expires))
+        else:  # R2
+            assert isinstance(step, ts.LoggedIn)
+            self.add_session(name, step.session)
+
+    @rule(name=st.sampled_from(NAMES), kind=st.sampled_from(CODE_KINDS), wait=st.booleans())
+    def login_all_the_way(self, name: str, kind: str, wait: bool) -> None:
+        """R1-R3 in one step: the password, then (maybe in the next period) a code if asked."""
+        before = len(self.challenges)
+        self.login(name)
+        if len(self.challenges) > before:
+            if wait:
+                self.clock.advance(SETTINGS.totp_period)
+            self.complete_login(len(self.challenges) - 1 + 5 * len(self.challenges), kind)
+
+    @rule(name=st.sampled_from(NAMES))
+    def wrong_password(self, name: str) -> None:
+        throttle = self.email_throttle[name]
+        email = self.users[name].user.email
+        if throttle.blocked(self.now):
+            self.expect(ts.Throttled, self.service.login, email, "not the password")
+            return
+        self.expect(ts.InvalidCredentials, self.service.login, email, "not the password")
+        throttle.fail(self.now)
+
+    @precondition(lambda self: self.challenges)
+    @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
+    def complete_login(self, pick: int, kind: str) -> None:
+        c = self.choose_challenge(pick)
+        u = self.users[c.user]
+        throttle = self.code_throttle[c.user]
+        call = self.service.complete_login
+        if c.gone:
+            self.expect(ts.ChallengeExpired, call, c.token, "123456", reason="unknown")
+            return
+        if self.now >= c.expires:
+            self.expect(ts.ChallengeExpired, call, c.token, "123456", reason="expired")
+            return
+        if c.attempts >= SETTINGS.challenge_max_attempts:
+            self.expect(ts.ChallengeExpired, call, c.token, "123456", reason="too_many_attempts")
+            return
+        if throttle.blocked(self.now):  # R6: refused before any code is looked at
+            code = u.phone.code() if u.phone is not None else "123456"
+            self.expect(ts.Throttled, call, c.token, code)
+            return
+        if c.kind == "enrollment":
+            if u.pending is None:
+                self.expect(ts.NotAllowed, call, c.token, "123456")
+                return
+            assert u.pending_expires is not None
+            if self.now >= u.pending_expires:
+                self.expect(ts.ChallengeExpired, call, c.token, "123456")
+                return
+            code, refusal = self.pending_code(u, kind, pick)
+        else:
+            code, refusal = self.confirmed_code(u, kind, pick)
+        if refusal is not None:
+            error = self.expect(ts.InvalidCode, call, c.token, code, reason=refusal)
+            c.attempts += 1
+            assert isinstance(error, ts.InvalidCode)
+            assert error.attempts_left == SETTINGS.challenge_max_attempts - c.attempts
+            throttle.fail(self.now)
+            return
+        done = call(c.token, code)
+        c.gone = True
+        throttle.clear()
+        if c.kind == "enrollment":
+            assert done.backup_codes is not None
+            self.enrolled(u, done.backup_codes)
+        else:
+            assert done.backup_codes is None
+            self.code_used(u, code)
+        self.add_session(c.user, done.session)
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks)
+    def logout(self, pick: int) -> None:
+        s = self.choose_session(pick)
+        self.service.logout(s.token)
+        s.logged_out = True
+
+    # -- one's own 2FA (R5, R10, R11, R30-R32, R40) ----------------------------------------------
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks)
+    def status(self, pick: int) -> None:
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, u = actor
+        status = self.service.two_factor_status(s.token)
+        assert status.enabled == (u.phone is not None)
+        assert status.required_by_account == self.required
+        assert status.backup_codes_remaining == len(u.backup)
+        pending = u.pending_expires is not None and self.now < u.pending_expires
+        assert status.enrollment_pending == pending
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks)
+    def begin_enrollment(self, pick: int) -> None:
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, u = actor
+        if u.phone is not None:
+            self.expect(ts.NotAllowed, self.service.begin_enrollment, s.token)
+            return
+        self.start_pending(u, self.service.begin_enrollment(s.token))
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
+    def confirm_enrollment(self, pick: int, kind: str) -> None:
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, u = actor
+        call = self.service.confirm_enrollment
+        throttle = self.code_throttle[s.user]
+        if throttle.blocked(self.now):
+            code = u.pending.code() if u.pending is not None else "123456"
+            self.expect(ts.Throttled, call, s.token, code)
+            return
+        if u.pending is None:
+            self.expect(ts.NotAllowed, call, s.token, "123456")
+            return
+        assert u.pending_expires is not None
+        if self.now >= u.pending_expires:
+            self.expect(ts.ChallengeExpired, call, s.token, "123456")
+            return
+        code, refusal = self.pending_code(u, kind, pick)
+        if refusal is not None:
+            self.expect(ts.InvalidCode, call, s.token, code, reason=refusal)
+            throttle.fail(self.now)
+            return
+        self.enrolled(u, call(s.token, code))
+        throttle.clear()
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks)
+    def enroll(self, pick: int) -> None:
+        """R30 in one step: begin an enrolment and confirm it with the new app's code."""
+        self.begin_enrollment(pick)
+        self.confirm_enrollment(pick, "otp")
+
+    def with_code(
+        self,
+        pick: int,
+        kind: str,
+        call: Callable[[str, str], Any],
+        allowed: Callable[[ModelUser], bool],
+    ) -> tuple[ModelUser, Any] | None:
+        """R5: an action that needs a current OTP or a backup code; ``None`` if refused."""
+        actor = self.acting(pick)
+        if actor is None:
+            return None
+        s, u = actor
+        if not allowed(u):
+            self.expect(ts.NotAllowed, call, s.token, "123456")
+            return None
+        throttle = self.code_throttle[s.user]
+        code, refusal = self.confirmed_code(u, kind, pick)
+        if throttle.blocked(self.now):
+            self.expect(ts.Throttled, call, s.token, code)
+            return None
+        if refusal is not None:
+            self.expect(ts.InvalidCode, call, s.token, code, reason=refusal)
+            throttle.fail(self.now)
+            return None
+        result = call(s.token, code)
+        throttle.clear()
+        self.code_used(u, code)
+        return u, result
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
+    def disable_two_factor(self, pick: int, kind: str) -> None:
+        # R31/R32: only when the account does not require 2FA.
+        done = self.with_code(
+            pick,
+            kind,
+            self.service.disable_two_factor,
+            lambda u: not self.required and u.phone is not None,
+        )
+        if done is not None:
+            done[0].drop_two_factor()
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
+    def begin_reset(self, pick: int, kind: str) -> None:
+        # R40: only when the account requires 2FA; the old device works until confirmed.
+        done = self.with_code(
+            pick, kind, self.service.begin_reset, lambda u: self.required and u.phone is not None
+        )
+        if done is not None:
+            self.start_pending(*done)
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
+    def regenerate_backup_codes(self, pick: int, kind: str) -> None:
+        done = self.with_code(
+            pick, kind, self.service.regenerate_backup_codes, lambda u: u.phone is not None
+        )
+        if done is not None:
+            u, codes = done
+            assert len(codes) == SETTINGS.backup_code_count
+            u.old += u.backup + u.used
+            u.backup, u.used = list(codes), []
+
+    # -- administration (R20-R22, R41, R50) -------------------------------------------------------
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks, required=st.booleans())
+    def set_two_factor_required(self, pick: int, required: bool) -> None:
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, u = actor
+        call = self.service.set_two_factor_required
+        if u.user.role is not ts.Role.OWNER:  # R20, R22
+            self.expect(ts.NotAllowed, call, s.token, required, reason="owner_only")
+            return
+        call(s.token, required)
+        if required and not self.required:  # R21: everyone is logged out
+            self.account_generation += 1
+        self.required = required
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks, victim_name=st.sampled_from(NAMES))
+    def reset_two_factor(self, pick: int, victim_name: str) -> None:
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, u = actor
+        call = self.service.reset_two_factor
+        victim = self.users[victim_name]
+        if u.user.role is not ts.Role.OWNER or s.user == victim_name:  # R41
+            self.expect(ts.NotAllowed, call, s.token, victim.user.id)
+            return
+        call(s.token, victim.user.id)
+        victim.drop_two_factor()
+        victim.generation += 1
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks)
+    def two_factor_overview(self, pick: int) -> None:
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, u = actor
+        if u.user.role is ts.Role.MEMBER:  # R50
+            self.expect(ts.NotAllowed, self.service.two_factor_overview, s.token)
+            return
+        overview = self.service.two_factor_overview(s.token)
+        assert overview.two_factor_required == self.required
+        seen = {row.user_id: row for row in overview.users}
+        assert set(seen) == set(self.by_id)
+        for user_id, row in seen.items():
+            model = self.users[self.by_id[user_id]]
+            assert row.two_factor_enabled == (model.phone is not None)
+            assert row.backup_codes_remaining == len(model.backup)
+
+    # -- time and maintenance -------------------------------------------------------------------
+
+    @rule(seconds=st.sampled_from([1, 2, 29, 30, 31, 65, 301, 601, 3_600, 13 * 3_600]))
+    def advance_clock(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule(seconds=st.sampled_from([30, 301, 13 * 3_600]))
+    def purge_expired(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+        dead_challenges = [c for c in self.challenges if not c.gone and self.now >= c.expires]
+        dead_sessions = [
+            s
+            for s in self.sessions
+            if not s.logged_out and self.now >= s.issued + SETTINGS.session_ttl
+        ]
+        assert self.service.purge_expired() == len(dead_challenges) + len(dead_sessions)
+        for c in dead_challenges:
+            c.gone = True
+        for s in dead_sessions:
+            s.logged_out = True
+
+    # -- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def sessions_are_exactly_as_valid_as_the_model_says(self) -> None:
+        for s in self.sessions:
+            error = self.session_error(s)
+            if s.account_generation < self.account_generation:
+                assert error is not None  # R21: issued before the requirement went on
+            if error is not None:
+                self.expect(ts.SessionInvalid, self.service.check_session, s.token, reason=error)
+                continue
+            session = self.service.check_session(s.token)
+            assert session.user_id == self.users[s.user].user.id
+            if self.required:  # R3/R21: no valid session without 2FA while required
+                assert session.two_factor_enabled
+
+    @invariant()
+    def the_store_agrees_on_who_has_2fa(self) -> None:
+        with self.store.transaction(write=False) as tx:
+            account = tx.get_account(self.account.id)
+            assert account is not None
+            assert account.two_factor_required == self.required
+            for u in self.users.values():
+                stored = tx.get_user(u.user.id)
+                assert stored is not None
+                assert stored.two_factor.enabled == (u.phone is not None)
+                assert stored.backup_codes_remaining == len(u.backup)
+
+    @invariant()
+    def only_owners_changed_the_requirement_or_reset_others(self) -> None:
+        with self.store.transaction(write=False) as tx:
+            events = tx.audit_events(self.account.id, 1_000_000)
+        for event in events:
+            if event.outcome is not ts.Outcome.SUCCESS:
+                continue
+            if event.action in ("two_factor_required", "two_factor_optional") or (
+                event.action == "two_factor_reset" and event.reason == "by_owner"
+            ):
+                assert event.actor_id in self.owner_ids, event
+
+
+class SQLiteMachine(TwoStepMachine):
+    store_kind = "sqlite"
+
+
+_SETTINGS = settings(
+    max_examples=100,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+TestRulesModelInMemory = TwoStepMachine.TestCase
+TestRulesModelInMemory.settings = _SETTINGS
+TestRulesModelOnSQLite = SQLiteMachine.TestCase
+TestRulesModelOnSQLite.settings = settings(_SETTINGS, max_examples=60)
