@@ -886,3 +886,25 @@ def test_r61_every_refusal_is_a_typed_error_with_a_reason(world: World) -> None:
     for error in refusals:
         assert str(error)
         assert error.reason in repr(error)
+
+
+def test_r3_enrolment_challenge_cannot_confirm_a_later_reset(
+    service: ts.TwoStep, clock: ManualClock
+) -> None:  # R3, R40
+    account = service.create_account("Stale")
+    owner = service.create_user(account.id, "stale-owner@acme.test", PASSWORD, ts.Role.OWNER)
+    session = service.login(owner.email, PASSWORD)
+    assert isinstance(session, ts.LoggedIn)
+    service.set_two_factor_required(session.session, True)
+    first = service.login(owner.email, PASSWORD)
+    second = service.login(owner.email, PASSWORD)
+    assert isinstance(first, ts.EnrollmentRequired)
+    assert isinstance(second, ts.EnrollmentRequired)
+    done = service.complete_login(second, Phone(second.enrollment.secret, clock).code())
+    clock.advance(30)
+    phone = Phone(second.enrollment.secret, clock)
+    new = service.begin_reset(done.session, phone.code())
+    clock.advance(30)
+    with pytest.raises(ts.ChallengeExpired):
+        service.complete_login(first, Phone(new.secret, clock).code())
+    assert service.two_factor_status(done.session).enrollment_pending is True

@@ -680,7 +680,10 @@ class TwoStep:
             record.check_usable(w.now, self.settings.challenge_max_attempts)
             user = w.tx.get_user(record.user_id)
             account = w.tx.get_account(user.account_id) if user is not None else None
-            if user is None or account is None or not user.active:
+            stale = record.kind is ChallengeKind.ENROLLMENT and (
+                user is None or user.two_factor.enabled
+            )  # an enrolment-at-login must not confirm a later enrolment (e.g. a reset)
+            if user is None or account is None or not user.active or stale:
                 w.tx.delete_challenge(token_hash)
                 raise _Keep(ChallengeExpired("the login is no longer valid", reason="unknown"))
             self._throttle_check(
