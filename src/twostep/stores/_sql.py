@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from .._domain import (
     TwoFactorState,
     User,
 )
+from .._errors import StoreError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Dialect"]
 
@@ -109,6 +110,20 @@ MIGRATIONS: Sequence[tuple[int, Sequence[str]]] = (
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def ensure_schema(version: int, *, migrate: bool, apply: Callable[[], object]) -> None:
+    """Refuse a newer schema than this code knows; bring an older one forward or refuse."""
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {version}, newer than this twostep "
+            f"knows ({SCHEMA_VERSION}): upgrade twostep"
+        )
+    if version < SCHEMA_VERSION:
+        if not migrate:
+            raise StoreError(f"the database has schema version {version}; run `twostep migrate`")
+        apply()
+
 
 DIGEST = 32  # bytes of one backup-code digest
 

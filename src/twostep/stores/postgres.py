@@ -267,17 +267,7 @@ class PostgresStore:
         try:
             self._pool.open(wait=min_size > 0, timeout=timeout)
             version = self.schema_version()
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the database has schema version {version}, newer than this twostep "
-                    f"knows ({SCHEMA_VERSION}): upgrade twostep"
-                )
-            if version < SCHEMA_VERSION:
-                if not migrate:
-                    raise StoreError(
-                        f"the database has schema version {version}; run `twostep migrate`"
-                    )
-                self.migrate()
+            _sql.ensure_schema(version, migrate=migrate, apply=self.migrate)
         except psycopg.Error as error:
             self._pool.close()
             raise _store_error(error) from None

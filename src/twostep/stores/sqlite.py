@@ -197,17 +197,7 @@ class SQLiteStore:
         self._all_lock = threading.Lock()
         db = self._connection()
         version = self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database has schema version {version}, newer than this twostep "
-                f"knows ({SCHEMA_VERSION}): upgrade twostep"
-            )
-        if version < SCHEMA_VERSION:
-            if not migrate:
-                raise StoreError(
-                    f"the database has schema version {version}; run `twostep migrate`"
-                )
-            self.migrate()
+        _sql.ensure_schema(version, migrate=migrate, apply=self.migrate)
         del db
 
     def __repr__(self) -> str:
