@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import twostep as ts
 from twostep import _codes
@@ -227,3 +231,12 @@ def test_r4_eight_digit_codes_work_end_to_end(
     with pytest.raises(ts.InvalidCode):
         service.complete_login(login, phone.code()[:6])
     assert service.complete_login(login, phone.code()).session.user_id == user.id
+
+
+@given(key=st.binary(min_size=1, max_size=100), message=st.binary(max_size=16))
+def test_the_precomputed_hmac_pads_give_the_standard_hmac_sha1(key: bytes, message: bytes) -> None:
+    # R4: the code check hashes with pads made once per key; it must be RFC 2104 HMAC
+    # for every key length, including keys longer than SHA-1's 64-byte block.
+    inner, outer = _codes._hmac_pads(key)
+    ours = hashlib.sha1(outer + hashlib.sha1(inner + message).digest()).digest()  # noqa: S324
+    assert ours == hmac.digest(key, message, "sha1")

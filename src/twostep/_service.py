@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import TypeVar
 
 from . import _validate as check
@@ -152,6 +152,44 @@ class _Proof:
     salt: bytes | None = None
 
 
+class _UnitOfWork:
+    """One store transaction with the time it runs at and the audit events it writes.
+
+    It commits when its block ends, or raises ``_Keep``; any other error rolls back.
+    Events are published only once committed. (A class, not a generator: it runs
+    on every request.)
+    """
+
+    __slots__ = ("_service", "_transaction", "_work", "_write")
+
+    def __init__(self, service: TwoStep, write: bool) -> None:
+        self._service = service
+        self._write = write
+
+    def __enter__(self) -> _Work:
+        self._transaction = self._service._store.transaction(write=self._write)
+        self._work = _Work(self._transaction.__enter__(), self._service._clock.now())
+        return self._work
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, _Keep):
+            self._transaction.__exit__(None, None, None)  # commit what was written
+            self._publish_all()
+            raise error.error from None
+        self._transaction.__exit__(kind, error, traceback)
+        if error is None:
+            self._publish_all()
+
+    def _publish_all(self) -> None:
+        for event in self._work.events:
+            self._service._publish(event)
+
+
 class TwoStep:
     """Password + TOTP two-step login for the users of an account (R1-R61).
 
@@ -185,19 +223,8 @@ class TwoStep:
 
     # -- units of work --------------------------------------------------------------
 
-    @contextmanager
-    def _work(self, *, write: bool = True) -> Iterator[_Work]:
-        error: TwoStepError | None = None
-        with self._store.transaction(write=write) as tx:
-            work = _Work(tx, self._clock.now())
-            try:
-                yield work
-            except _Keep as keep:
-                error = keep.error
-        for event in work.events:
-            self._publish(event)
-        if error is not None:
-            raise error
+    def _work(self, *, write: bool = True) -> _UnitOfWork:
+        return _UnitOfWork(self, write)
 
     def _publish(self, event: AuditEvent) -> None:
         if self._on_event is None:
@@ -377,7 +404,9 @@ class TwoStep:
 
     def _prove(self, code: object, user: User | None) -> _Proof:
         """Parse a code; for a backup code, pay its one slow hash now, outside any lock."""
-        parsed = parse_code(code, self.settings.totp_digits)
+        parsed = (
+            code if isinstance(code, ParsedCode) else parse_code(code, self.settings.totp_digits)
+        )
         if parsed.kind != CodeKind.BACKUP or user is None or user.backup_codes is None:
             return _Proof(parsed)
         salt = user.backup_codes.salt
@@ -657,78 +686,94 @@ class TwoStep:
         parsed = parse_code(code, self.settings.totp_digits)  # malformed: refuse before any I/O
         token_hash = _token_hash(token)
 
-        with self._work(write=False) as w:
-            found = w.tx.get_challenge(token_hash)
-            # Only a backup code (its hash) or an enrolment (its dry run) needs the user here.
-            wanted = found is not None and (
-                parsed.kind != CodeKind.OTP or found.kind is ChallengeKind.ENROLLMENT
-            )
-            user = w.tx.get_user(found.user_id) if found is not None and wanted else None
-        proof = self._prove(code, user)
-        codes = None
-        if found is not None and found.kind is ChallengeKind.ENROLLMENT and user is not None:
-            try:  # a dry run, so that only a correct code pays for new backup codes
-                self._pending_step(user, proof, self._clock.now())
+        proof = _Proof(parsed)
+        if parsed.kind == CodeKind.BACKUP:
+            # A backup code's one slow hash needs the user's salt: read it, hash outside any lock.
+            with self._work(write=False) as w:
+                found = w.tx.get_challenge(token_hash)
+                user = w.tx.get_user(found.user_id) if found is not None else None
+            proof = self._prove(parsed, user)
+        # An OTP on a login challenge (the common case) takes one transaction. An
+        # enrolment's first code is checked once outside the lock before the new backup
+        # codes are hashed, so that only a correct code pays for them.
+        codes: tuple[BackupCodes, BackupCodeSet] | None = None
+        dry_run_done = False
+        while True:
+            with self._work() as w:
+                outcome = self._complete(w, token_hash, proof, codes, dry_run_done, client)
+            if isinstance(outcome, LoggedIn):
+                return outcome
+            dry_run_done = True
+            try:
+                self._pending_step(outcome, proof, self._clock.now())
                 codes = self._new_codes()
             except TwoStepError:
-                pass
+                codes = None  # the locked check below fails it and counts the failure
 
-        with self._work() as w:
-            record = w.tx.get_challenge(token_hash)
-            if record is None:
-                raise ChallengeExpired("unknown or used login challenge", reason="unknown")
-            record.check_usable(w.now, self.settings.challenge_max_attempts)
-            user = w.tx.get_user(record.user_id)
-            account = w.tx.get_account(user.account_id) if user is not None else None
-            stale = record.kind is ChallengeKind.ENROLLMENT and (
-                user is None or user.two_factor.enabled
-            )  # an enrolment-at-login must not confirm a later enrolment (e.g. a reset)
-            if user is None or account is None or not user.active or stale:
-                w.tx.delete_challenge(token_hash)
-                raise _Keep(ChallengeExpired("the login is no longer valid", reason="unknown"))
-            self._throttle_check(
-                w,
-                [k for k, _ in self._code_keys(user.id, client)],
-                action="login_code",
-                account_id=user.account_id,
-                actor_id=user.id,
-            )
-            try:
-                if record.kind is ChallengeKind.ENROLLMENT:
-                    step = self._pending_step(user, proof, w.now)
-                    shown, stored = codes if codes is not None else self._new_codes()
-                    user = user.confirm_enrollment(step, stored, w.now)
-                    action = "two_factor_enabled"
-                else:
-                    user = self._use_code(user, proof, w.now)
-                    shown = None
-                    action = f"login_{proof.code.kind}"
-            except InvalidCode as error:
-                failed = record.with_failure()
-                left = self.settings.challenge_max_attempts - failed.attempts
-                w.tx.put_challenge(failed)
-                error.attempts_left = left
-                raise self._code_failed(
-                    w, error, action="login_code", user=user, client=client
-                ) from None
-            w.tx.put_user(user)
+    def _complete(
+        self,
+        w: _Work,
+        token_hash: str,
+        proof: _Proof,
+        codes: tuple[BackupCodes, BackupCodeSet] | None,
+        dry_run_done: bool,
+        client: str | None,
+    ) -> LoggedIn | User:
+        """The locked half of step 2; the user back means "dry-run this enrolment first"."""
+        record = w.tx.get_challenge(token_hash)
+        if record is None:
+            raise ChallengeExpired("unknown or used login challenge", reason="unknown")
+        record.check_usable(w.now, self.settings.challenge_max_attempts)
+        user = w.tx.get_user(record.user_id)
+        account = w.tx.get_account(user.account_id) if user is not None else None
+        enrolling = record.kind is ChallengeKind.ENROLLMENT
+        # An enrolment-at-login must not confirm a later enrolment (e.g. a reset).
+        stale = enrolling and (user is None or user.two_factor.enabled)
+        if user is None or account is None or not user.active or stale:
             w.tx.delete_challenge(token_hash)
-            self._code_succeeded(w, user.id)
-            session = self._issue_session(w, user, account)
-            w.audit(
-                action, Outcome.SUCCESS, account_id=account.id, actor_id=user.id, target_id=user.id
-            )
-            if action != "two_factor_enabled":
-                w.audit("login", Outcome.SUCCESS, account_id=account.id, actor_id=user.id)
+            raise _Keep(ChallengeExpired("the login is no longer valid", reason="unknown"))
+        if enrolling and not dry_run_done and proof.code.kind == CodeKind.OTP:
+            return user  # nothing written: the caller checks the code outside the lock
+        keys = self._code_keys(user.id, client)
+        self._throttle_check(
+            w,
+            [k for k, _ in keys],
+            action="login_code",
+            account_id=user.account_id,
+            actor_id=user.id,
+        )
+        try:
+            if enrolling:
+                step = self._pending_step(user, proof, w.now)
+                shown, stored = codes if codes is not None else self._new_codes()
+                user = user.confirm_enrollment(step, stored, w.now)
+                how = "enrolled"
             else:
-                w.audit(
-                    "login",
-                    Outcome.SUCCESS,
-                    account_id=account.id,
-                    actor_id=user.id,
-                    reason="enrolled",
-                )
-            return LoggedIn(session, shown)
+                user = self._use_code(user, proof, w.now)
+                shown = None
+                how = "otp" if proof.code.kind == CodeKind.OTP else "backup_code"
+        except InvalidCode as error:
+            failed = record.with_failure()
+            w.tx.put_challenge(failed)
+            error.attempts_left = self.settings.challenge_max_attempts - failed.attempts
+            raise self._code_failed(
+                w, error, action="login_code", user=user, client=client
+            ) from None
+        w.tx.put_user(user)
+        w.tx.delete_challenge(token_hash)
+        self._code_succeeded(w, user.id)
+        session = self._issue_session(w, user, account)
+        if enrolling:
+            w.audit(
+                "two_factor_enabled",
+                Outcome.SUCCESS,
+                account_id=account.id,
+                actor_id=user.id,
+                target_id=user.id,
+            )
+        # One event per session born; its reason names the second step that was passed.
+        w.audit("login", Outcome.SUCCESS, account_id=account.id, actor_id=user.id, reason=how)
+        return LoggedIn(session, shown)
 
     def check_session(self, session: SessionRef) -> Session:
         """The session behind a token, if it is still valid (R21, R41); else ``SessionInvalid``."""
