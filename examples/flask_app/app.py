@@ -37,9 +37,10 @@ ISSUER = "twostep Flask example"
 
 
 def make_service() -> ts.TwoStep:
-    """twostep on SQLite: ``TWOSTEP_DB`` (default: a file beside this one); keys from
-    ``TWOSTEP_KEYS`` / ``TWOSTEP_KEY_FILE``, else a key file made on first run."""
-    store = ts.SQLiteStore(os.environ.get("TWOSTEP_DB") or HERE / "twostep-example.db")
+    """twostep on SQLite: ``TWOSTEP_DATABASE`` (a file path, as for the ``twostep``
+    command; default: a file beside this one); keys from ``TWOSTEP_KEYS`` /
+    ``TWOSTEP_KEY_FILE``, else a key file made on first run."""
+    store = ts.SQLiteStore(os.environ.get("TWOSTEP_DATABASE") or HERE / "twostep-example.db")
     cipher = None  # TwoStep reads TWOSTEP_KEYS or TWOSTEP_KEY_FILE itself
     if not os.environ.get("TWOSTEP_KEYS") and not os.environ.get("TWOSTEP_KEY_FILE"):
         key_file = HERE / "twostep.key"

@@ -133,6 +133,21 @@ def _service(
     return TwoStep(store, issuer=args.issuer, cipher=keyring)
 
 
+def _holds_sealed_secrets(store: Store, *, batch: int = 500) -> bool:
+    """Whether any user has a TOTP secret, confirmed or pending; stops at the first."""
+    after = ""
+    with store.transaction(write=False) as tx:
+        while True:
+            page = tx.users_page(after, batch)
+            for user in page:
+                state = user.two_factor
+                if state.secret is not None or state.pending_secret is not None:
+                    return True
+            if len(page) < batch:
+                return False
+            after = page[-1].id
+
+
 def _schema_version(store: Store) -> int | None:
     version: Callable[[], int] | None = getattr(store, "schema_version", None)
     return version() if version is not None else None
@@ -149,6 +164,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    """Create (or bring forward) the schema, then write a new key file.
+
+    Refuses, changing nothing, when the key file exists, and when the database already
+    holds sealed TOTP secrets (confirmed or pending): a new key could not open them.
+    With ``TWOSTEP_KEYS`` set (and no key file asked for), no key file is written.
+    """
     database = _database(args)
     key_path: Path | None = None
     if args.key_file:
@@ -169,8 +190,17 @@ def _cmd_init(args: argparse.Namespace) -> int:
     store = _open_store(database, create=True)
     try:
         version = _schema_version(store)
+        # A new key opens nothing sealed under the old one: refuse before writing it.
+        # Read only: a database that already has the current schema is left untouched.
+        sealed = key_path is not None and _holds_sealed_secrets(store)
     finally:
         store.close()
+    if sealed:
+        raise ConfigurationError(
+            "the database already holds sealed TOTP secrets, which a new key cannot open: "
+            f"refusing to write one to {key_path}; the original key is needed "
+            f"(restore its key file, or set {KEYS_ENV} or {KEY_FILE_ENV})"
+        )
     shown = "PostgreSQL database" if _is_postgres(database) else f"database {database}"
     print(f"{shown} ready (schema version {version})", file=args.out)
 
@@ -330,7 +360,12 @@ def _parser() -> _Parser:
         return sub
 
     command("demo", "play the whole story of the rules on a temporary database", _cmd_demo)
-    init = command("init", "create the database schema and a new key file (mode 0600)", _cmd_init)
+    init = command(
+        "init",
+        "create the database schema and a new key file (mode 0600); refuses when the key "
+        "file exists, or when the database already holds sealed TOTP secrets",
+        _cmd_init,
+    )
     init.add_argument(
         "--key-file",
         metavar="PATH",

@@ -1,0 +1,71 @@
+"""Where the example apps keep their data: ``TWOSTEP_DATABASE``, as for the ``twostep`` CLI."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from examples.flask_app import seed
+
+import twostep as ts
+from twostep.testing import FAST
+
+APPS = ("examples.flask_app.app", "examples.fastapi_app.app")
+
+
+@pytest.fixture(params=APPS, ids=["flask", "fastapi"])
+def app_module(request: pytest.FixtureRequest) -> ModuleType:
+    module: ModuleType = importlib.import_module(request.param)
+    return module
+
+
+def seeded_database(path: Path, key_line: str) -> None:
+    """The seed users, hashed cheaply, so that ``make_service`` finds them and adds none."""
+    store = ts.SQLiteStore(path)
+    cipher = ts.AESGCMKeyring.from_string(key_line)
+    seed.seed(ts.TwoStep(store, issuer="Example", settings=FAST, cipher=cipher))
+    store.close()
+
+
+def holds_account(path: Path, account_id: str) -> bool:
+    store = ts.SQLiteStore(path, migrate=False)
+    with store.transaction(write=False) as tx:
+        found = tx.get_account(account_id) is not None
+    store.close()
+    return found
+
+
+def test_make_service_uses_the_database_named_by_twostep_database(
+    app_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "app"
+    here.mkdir()
+    monkeypatch.setattr(app_module, "HERE", here)  # where the default files would go
+    key_line = ts.AESGCMKeyring.new_key_line()
+    monkeypatch.setenv("TWOSTEP_KEYS", key_line)
+    monkeypatch.delenv("TWOSTEP_KEY_FILE", raising=False)
+    database = tmp_path / "elsewhere.db"
+    seeded_database(database, key_line)
+    monkeypatch.setenv("TWOSTEP_DATABASE", str(database))
+
+    account = app_module.make_service().create_account("Made by the app")
+
+    assert holds_account(database, account.id)
+    assert list(here.iterdir()) == []  # no default database, no key file
+
+
+def test_make_service_defaults_to_a_database_beside_the_app(
+    app_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "HERE", tmp_path)
+    for name in ("TWOSTEP_DATABASE", "TWOSTEP_KEYS", "TWOSTEP_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    key_line = ts.AESGCMKeyring.new_key_line()
+    (tmp_path / "twostep.key").write_text(key_line + "\n")
+    seeded_database(tmp_path / "twostep-example.db", key_line)
+
+    account = app_module.make_service().create_account("Made by the app")
+
+    assert holds_account(tmp_path / "twostep-example.db", account.id)
