@@ -504,3 +504,29 @@ def test_r61_bad_arguments_get_typed_errors_and_change_nothing(
     raised = refused_unchanged(scene.store, calls[what], error, reason=reason)
     assert str(raised)
     assert PASSWORD not in str(raised)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"totp_digits": 5},
+        {"totp_digits": 10},
+        {"totp_period": 0},
+        {"totp_drift": -1},
+        {"totp_drift": 11},
+        {"secret_bytes": 10},
+        {"challenge_max_attempts": 0},
+        {"backup_code_count": 0},
+    ],
+    ids=str,
+)
+def test_r61_settings_that_would_weaken_or_break_codes_are_refused(
+    changes: dict[str, int],
+) -> None:
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        ts.Settings(**changes)  # type: ignore[arg-type]
+
+
+def test_r61_the_settings_range_edges_are_accepted() -> None:
+    for digits in (6, 9):
+        assert ts.Settings(totp_digits=digits, totp_drift=0).totp_digits == digits

@@ -342,6 +342,12 @@ class TwoStepMachine(RuleBasedStateMachine):
         if c.attempts >= SETTINGS.challenge_max_attempts:
             self.expect(ts.ChallengeExpired, call, c.token, "123456", reason="too_many_attempts")
             return
+        if c.kind == "enrollment" and u.phone is not None:
+            # An enrolment-at-login dies once the user has 2FA: it must not confirm a
+            # later enrolment (a reset's) with the code of that one.
+            self.expect(ts.ChallengeExpired, call, c.token, "123456", reason="unknown")
+            c.gone = True
+            return
         if throttle.blocked(self.now):  # R6: refused before any code is looked at
             code = u.phone.code() if u.phone is not None else "123456"
             self.expect(ts.Throttled, call, c.token, code)

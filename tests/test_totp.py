@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import twostep as ts
-from twostep import _codes
+from twostep import _codes, _domain
 from twostep._domain import User
 from twostep.testing import FAST, ManualClock, Phone
 
@@ -240,3 +240,19 @@ def test_the_precomputed_hmac_pads_give_the_standard_hmac_sha1(key: bytes, messa
     inner, outer = _codes._hmac_pads(key)
     ours = hashlib.sha1(outer + hashlib.sha1(inner + message).digest()).digest()  # noqa: S324
     assert ours == hmac.digest(key, message, "sha1")
+
+
+def test_r4_accepting_a_step_copies_the_user_as_dataclasses_replace_would() -> None:
+    user = User(
+        id="u1",
+        account_id="a1",
+        email="a@example.com",
+        role=ts.Role.MEMBER,
+        password_hash="$argon2id$...",
+        created_at=at(0),
+        two_factor=_domain.TwoFactorState(secret="sealed", last_step=7, enabled_at=at(1)),
+        session_generation=3,
+    )
+    moved = user.accept_step(9)
+    assert moved == replace(user, two_factor=replace(user.two_factor, last_step=9))
+    assert user.two_factor.last_step == 7  # the original is untouched

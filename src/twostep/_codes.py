@@ -99,14 +99,14 @@ def matching_step(secret: str, code: str, now: datetime, settings: Settings) -> 
     modulus = 10**digits
     current = time_step(now, settings.totp_period)
     found: int | None = None
-    encoded = code.encode()
+    expected = int(code).to_bytes(4, "big")  # at most 9 digits (Settings): 4 bytes hold it
     first = max(0, current - settings.totp_drift)  # no step before the epoch
     for step in range(first, current + settings.totp_drift + 1):
         inner = _sha1(inner_pad + step.to_bytes(8, "big")).digest()  # noqa: S324 (HMAC-SHA1, RFC 6238)
         mac = _sha1(outer_pad + inner).digest()  # noqa: S324
         offset = mac[-1] & 0x0F
         value = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
-        if hmac.compare_digest(str(value % modulus).zfill(digits).encode(), encoded):
+        if hmac.compare_digest((value % modulus).to_bytes(4, "big"), expected):
             found = step
     return found
 

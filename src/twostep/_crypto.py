@@ -43,6 +43,9 @@ class Cipher(Protocol):
         ...
 
 
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
 class AESGCMKeyring:
     """AES-256-GCM with named keys; the first key given is the current one.
 
@@ -127,7 +130,8 @@ class AESGCMKeyring:
         if version != _VERSION or aead is None:
             raise StoreError(f"a stored secret is sealed with an unknown key ({key_id!r})")
         try:
-            raw = base64.urlsafe_b64decode(encoded)
+            # What base64.urlsafe_b64decode does, in one call.
+            raw = binascii.a2b_base64(encoded.translate(_FROM_URLSAFE))
             return aead.decrypt(raw[:12], raw[12:], context)
         except (binascii.Error, ValueError):
             raise StoreError("a stored secret failed authentication") from None

@@ -83,7 +83,7 @@ def _token_hash(token: str) -> str:
 
 
 def _new_token() -> tuple[str, str]:
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_hex(32)  # 256 bits
     return token, _token_hash(token)
 
 

@@ -83,3 +83,15 @@ class Settings:
     client_throttle: ThrottleSettings = field(
         default_factory=lambda: ThrottleSettings(free_failures=20)
     )
+
+    def __post_init__(self) -> None:
+        # What authenticator apps can show: RFC 4226 truncates to 31 bits, so at most
+        # 9 digits are uniform; RFC 6238 apps offer 6 or 8.
+        if not 6 <= self.totp_digits <= 9:
+            raise ValueError("totp_digits must be between 6 and 9")
+        if self.totp_period < 1 or not 0 <= self.totp_drift <= 10:
+            raise ValueError("totp_period must be >= 1 and totp_drift between 0 and 10")
+        if self.secret_bytes < 16:
+            raise ValueError("secret_bytes must be at least 16 (128 bits, RFC 4226)")
+        if self.challenge_max_attempts < 1 or self.backup_code_count < 1:
+            raise ValueError("challenge_max_attempts and backup_code_count must be >= 1")

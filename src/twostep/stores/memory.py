@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
 from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
@@ -17,12 +16,33 @@ _MISSING: Any = object()
 
 
 class _Tx:
-    """Writes go straight to the store's dicts; an undo log restores them on rollback."""
+    """Writes go straight to the store's dicts; an undo log restores them on rollback.
+
+    It is its own context manager: entering takes the store's lock, leaving on an
+    error rolls back, and leaving releases the lock.
+    """
 
     def __init__(self, store: InMemoryStore) -> None:
         self._s = store
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
-        self._audit_len = len(store.audit)
+        self._audit_len = 0
+
+    def __enter__(self) -> _Tx:
+        self._s._lock.acquire()
+        self._audit_len = len(self._s.audit)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if error is not None:
+                self.rollback()
+        finally:
+            self._s._lock.release()
 
     def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         self._undo.append((table, key, table.get(key, _MISSING)))
@@ -139,16 +159,9 @@ class InMemoryStore:
     def __repr__(self) -> str:
         return f"InMemoryStore(accounts={len(self.accounts)}, users={len(self.users)})"
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+    def transaction(self, *, write: bool = True) -> _Tx:
         del write  # one lock serves reads and writes alike
-        with self._lock:
-            tx = _Tx(self)
-            try:
-                yield tx
-            except BaseException:
-                tx.rollback()
-                raise
+        return _Tx(self)
 
     def close(self) -> None:
         pass

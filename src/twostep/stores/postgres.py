@@ -319,8 +319,8 @@ class PostgresStore:
                 )
             for version, statements in MIGRATIONS:
                 if version > current:
-                    for statement in statements:
-                        conn.execute(_sql.POSTGRES.render(statement).encode())
+                    for statement in _sql.POSTGRES.statements(statements):
+                        conn.execute(statement.encode())
                     conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (version,))
         return SCHEMA_VERSION
 

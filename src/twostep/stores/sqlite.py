@@ -8,12 +8,14 @@ serialised, and the second sees what the first wrote (R4, R5). Reads
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
 from .._errors import EmailTaken, StoreError
@@ -74,12 +76,29 @@ _PUT_THROTTLE = (
 _ADD_AUDIT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ({_placeholders(AUDIT_COLUMNS)})"
 
 
+@functools.lru_cache(maxsize=64)
+def _update_user(columns: tuple[int, ...]) -> str:
+    """An UPDATE of only these columns (indexes into ``USER_COLUMNS``)."""
+    names = [c.strip() for c in USER_COLUMNS.split(",")]
+    return "UPDATE users SET {} WHERE id = ?".format(", ".join(f"{names[i]} = ?" for i in columns))
+
+
 class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        # Users as read in this transaction (the write lock keeps them current), so
+        # that put_user writes only the columns that changed: a login changes one, and
+        # leaving the indexed columns alone keeps their index pages out of the commit.
+        self._users: dict[str, tuple[Any, ...]] = {}
 
-    def _one(self, sql: str, args: tuple[object, ...]) -> tuple[object, ...] | None:
-        row: tuple[object, ...] | None = self._db.execute(sql, args).fetchone()
+    def _user(self, row: tuple[Any, ...] | None) -> User | None:
+        if row is None:
+            return None
+        self._users[row[0]] = row
+        return _sql.user_of(row)
+
+    def _one(self, sql: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
         return row
 
     def get_account(self, account_id: str) -> Account | None:
@@ -90,12 +109,10 @@ class _Tx:
         self._db.execute(_PUT_ACCOUNT, _sql.account_row(account))
 
     def get_user(self, user_id: str) -> User | None:
-        row = self._one(_GET_USER, (user_id,))
-        return None if row is None else _sql.user_of(row)
+        return self._user(self._one(_GET_USER, (user_id,)))
 
     def find_user_by_email(self, email_key: str) -> User | None:
-        row = self._one(_FIND_USER, (email_key,))
-        return None if row is None else _sql.user_of(row)
+        return self._user(self._one(_FIND_USER, (email_key,)))
 
     def users_of(self, account_id: str) -> list[User]:
         rows = self._db.execute(
@@ -114,7 +131,14 @@ class _Tx:
 
     def put_user(self, user: User) -> None:
         row = _sql.user_row(user)
-        self._db.execute(_PUT_USER, (*row[1:], row[0]))
+        old = self._users.get(user.id)
+        if old is None:
+            self._db.execute(_PUT_USER, (*row[1:], row[0]))
+        else:
+            changed = tuple(i for i in range(1, len(row)) if row[i] != old[i])
+            if changed:
+                self._db.execute(_update_user(changed), (*(row[i] for i in changed), row[0]))
+        self._users[user.id] = row
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
         rows = self._db.execute(
@@ -234,8 +258,8 @@ class SQLiteStore:
             current = db.execute("PRAGMA user_version").fetchone()[0]
             for version, statements in MIGRATIONS:
                 if version > current:
-                    for statement in statements:
-                        db.execute(_sql.SQLITE.render(statement))
+                    for statement in _sql.SQLITE.statements(statements):
+                        db.execute(statement)
                     db.execute(f"PRAGMA user_version = {int(version)}")
             db.execute("COMMIT")
         except BaseException:

@@ -1,0 +1,223 @@
+"""The SQLite store's own layout: its migrations keep every row, and a login writes little.
+
+The behaviour every store shares is in test_store_contract.py; this file checks what
+only SQLite does: the schema version 2 layout, and writing only the changed columns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import twostep as ts
+from twostep._domain import (
+    Account,
+    AuditEvent,
+    BackupCodeSet,
+    ChallengeKind,
+    LoginChallenge,
+    Outcome,
+    Role,
+    SessionRecord,
+    ThrottleState,
+    TwoFactorState,
+    User,
+)
+from twostep.stores import _sql
+from twostep.stores.sqlite import _Tx
+
+T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+TABLES = ("accounts", "users", "challenges", "sessions", "throttles", "audit")
+
+
+def _rows(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall()) for t in TABLES}  # noqa: S608
+
+
+def _fill(tx: _Tx) -> None:
+    """One row of every kind, with every optional field set."""
+    tx.put_account(Account("a1", "Acme", T0, two_factor_required=True, session_generation=2))
+    tx.add_user(
+        User(
+            id="u1",
+            account_id="a1",
+            email="Ann@Example.com",
+            role=Role.OWNER,
+            password_hash="$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA",
+            created_at=T0,
+            two_factor=TwoFactorState(
+                secret="v1.k.sealed",
+                last_step=58_000_000,
+                enabled_at=T0,
+                pending_secret="v1.k.pending",
+                pending_expires_at=T0 + timedelta(minutes=10),
+            ),
+            backup_codes=BackupCodeSet(
+                salt=b"s" * 16, digests=(b"d" * 32, b"e" * 32), used=(True, False)
+            ),
+            session_generation=4,
+        )
+    )
+    tx.put_challenge(
+        LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5), 2)
+    )
+    tx.put_session(SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4))
+    tx.put_throttle(ThrottleState("user:u1", 3, T0 + timedelta(seconds=8), T0))
+    for action in ("user_created", "login", "logout"):
+        tx.add_audit(AuditEvent(T0, action, Outcome.SUCCESS, "a1", "u1", "u1", reason="otp"))
+
+
+def _version_1_database(path: Path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in _sql.SQLITE.statements(_sql.MIGRATIONS[0][1]):
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute("BEGIN")
+    _fill(_Tx(db))
+    db.execute("COMMIT")
+    db.close()
+
+
+def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _version_1_database(path)
+    with sqlite3.connect(path) as db:
+        before = _rows(db)
+    assert all(before.values())  # the check below would pass on empty tables
+
+    with pytest.raises(ts.StoreError, match="schema version 1"):
+        ts.SQLiteStore(path, migrate=False)  # never migrated behind the operator's back
+    store = ts.SQLiteStore(path)
+    assert store.schema_version() == _sql.SCHEMA_VERSION == 2
+    store.close()
+
+    with sqlite3.connect(path) as db:
+        assert _rows(db) == before
+        layout = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    for table in ("challenges", "sessions", "throttles"):
+        assert layout[table].rstrip().endswith("WITHOUT ROWID"), table
+    assert "AUTOINCREMENT" not in layout["audit"]
+    assert {"users_account", "sessions_expiry", "audit_account"} <= indexes
+    assert "challenges_expiry" not in indexes
+    assert not any(name.endswith("_new") for name in layout)
+
+
+def test_audit_ids_keep_growing_after_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _version_1_database(path)
+    store = ts.SQLiteStore(path)
+    with store.transaction() as tx:
+        tx.add_audit(AuditEvent(T0, "logout", Outcome.SUCCESS, "a1", "u1", None))
+        newest = tx.audit_events("a1", 10)
+    store.close()
+    with sqlite3.connect(path) as db:
+        ids = [r[0] for r in db.execute("SELECT id FROM audit ORDER BY id")]
+    assert ids == [1, 2, 3, 4]
+    assert [e.action for e in newest] == ["logout", "logout", "login", "user_created"]
+
+
+def test_a_database_made_at_version_2_has_the_same_layout_as_a_migrated_one(
+    tmp_path: Path,
+) -> None:
+    _version_1_database(tmp_path / "old.db")
+    ts.SQLiteStore(tmp_path / "old.db").close()
+    ts.SQLiteStore(tmp_path / "new.db").close()
+
+    def layout(path: Path) -> set[tuple[str, str]]:
+        with sqlite3.connect(path) as db:
+            return set(db.execute("SELECT type, name FROM sqlite_master"))
+
+    assert layout(tmp_path / "old.db") == layout(tmp_path / "new.db")
+
+
+# -- what a login writes ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def traced(tmp_path: Path) -> tuple[ts.SQLiteStore, list[str]]:
+    store = ts.SQLiteStore(tmp_path / "t.db")
+    with store.transaction() as tx:
+        _fill(tx)
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    return store, statements
+
+
+def _user(store: ts.SQLiteStore) -> User:
+    with store.transaction(write=False) as tx:
+        user = tx.get_user("u1")
+    assert user is not None
+    return user
+
+
+def test_a_user_read_in_the_transaction_is_written_back_by_its_changed_columns_only(
+    traced: tuple[ts.SQLiteStore, list[str]],
+) -> None:
+    # R4: recording the step of a used OTP is one column; the indexed email_key and
+    # account_id are not rewritten, so their index pages stay out of the commit.
+    store, statements = traced
+    with store.transaction() as tx:
+        user = tx.get_user("u1")
+        assert user is not None
+        tx.put_user(user.accept_step(58_000_001))
+    updates = [s for s in statements if s.startswith("UPDATE")]
+    assert updates == ["UPDATE users SET last_step = 58000001 WHERE id = 'u1'"]
+    assert _user(store).two_factor.last_step == 58_000_001
+
+
+def test_an_unchanged_user_is_not_written_and_a_user_not_read_is_written_whole(
+    traced: tuple[ts.SQLiteStore, list[str]],
+) -> None:
+    store, statements = traced
+    user = _user(store)
+    with store.transaction() as tx:
+        assert tx.get_user("u1") == user
+        tx.put_user(user)
+    assert not [s for s in statements if s.startswith("UPDATE")]
+
+    changed = user.use_backup_code(1)
+    with store.transaction() as tx:  # read in another transaction: nothing to compare with
+        tx.put_user(changed)
+    (update,) = [s for s in statements if s.startswith("UPDATE")]
+    assert "email_key = " in update
+    assert _user(store) == changed
+
+
+def test_two_changes_to_one_user_in_a_transaction_both_land(
+    traced: tuple[ts.SQLiteStore, list[str]],
+) -> None:
+    store, _ = traced
+    with store.transaction() as tx:
+        user = tx.find_user_by_email("ann@example.com")
+        assert user is not None
+        first = user.accept_step(58_000_001)
+        tx.put_user(first)
+        second = first.use_backup_code(1)
+        tx.put_user(second)
+        tx.put_user(first.use_backup_code(1).accept_step(58_000_002))
+    stored = _user(store)
+    assert stored.two_factor.last_step == 58_000_002
+    assert stored.backup_codes is not None
+    assert stored.backup_codes.used == (True, True)
+
+
+def test_a_rolled_back_partial_update_leaves_the_user_as_it_was(
+    traced: tuple[ts.SQLiteStore, list[str]],
+) -> None:
+    store, _ = traced
+    before = _user(store)
+
+    def crash() -> None:
+        with store.transaction() as tx:
+            user = tx.get_user("u1")
+            assert user is not None
+            tx.put_user(user.accept_step(58_000_001))
+            raise RuntimeError("crash before the commit")
+
+    with pytest.raises(RuntimeError):
+        crash()
+    assert _user(store) == before
