@@ -30,14 +30,37 @@ from twostep.stores import _sql
 from twostep.stores.sqlite import _Tx
 
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
-TABLES = ("accounts", "users", "challenges", "sessions", "throttles", "audit")
+
+
+COLUMNS = {
+    "accounts": _sql.ACCOUNT_COLUMNS,
+    "users": _sql.USER_COLUMNS,
+    "challenges": _sql.CHALLENGE_COLUMNS,
+    "sessions": _sql.SESSION_COLUMNS,
+    "throttles": _sql.THROTTLE_COLUMNS,
+    # Events of no account are kept under '' since version 2; the trail reads the same.
+    "audit": "id, at, coalesce(account_id, ''), actor, actor_id, action, target_id, outcome, "
+    "reason",
+}
 
 
 def _rows(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
-    return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall()) for t in TABLES}  # noqa: S608
+    return {
+        t: sorted(db.execute(f"SELECT {c} FROM {t}").fetchall())  # noqa: S608
+        for t, c in COLUMNS.items()
+    }
 
 
-def _fill(tx: _Tx) -> None:
+EVENTS = [
+    *(
+        AuditEvent(T0, action, Outcome.SUCCESS, "a1", "u1", "u1", "otp")
+        for action in ("user_created", "login", "logout")
+    ),
+    AuditEvent(T0, "login", Outcome.FAILURE, None, None, None, "invalid_credentials"),
+]
+
+
+def _fill(tx: _Tx, *, audit: bool = True) -> None:
     """One row of every kind, with every optional field set."""
     tx.put_account(Account("a1", "Acme", T0, two_factor_required=True, session_generation=2))
     tx.add_user(
@@ -66,8 +89,8 @@ def _fill(tx: _Tx) -> None:
     )
     tx.put_session(SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4))
     tx.put_throttle(ThrottleState("user:u1", 3, T0 + timedelta(seconds=8), T0))
-    for action in ("user_created", "login", "logout"):
-        tx.add_audit(AuditEvent(T0, action, Outcome.SUCCESS, "a1", "u1", "u1", reason="otp"))
+    for event in EVENTS if audit else []:
+        tx.add_audit(event)
 
 
 def _version_1_database(path: Path) -> None:
@@ -76,7 +99,12 @@ def _version_1_database(path: Path) -> None:
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     db.execute("BEGIN")
-    _fill(_Tx(db))
+    _fill(_Tx(db), audit=False)
+    for event in EVENTS:  # version 1 numbered events across accounts
+        db.execute(
+            f"INSERT INTO audit ({_sql.AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            _sql.audit_row(event),
+        )
     db.execute("COMMIT")
     db.close()
 
@@ -86,7 +114,9 @@ def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
     _version_1_database(path)
     with sqlite3.connect(path) as db:
         before = _rows(db)
+        trail = _Tx(db).audit_events("a1", 10)
     assert all(before.values())  # the check below would pass on empty tables
+    assert len(trail) == 3
 
     with pytest.raises(ts.StoreError, match="schema version 1"):
         ts.SQLiteStore(path, migrate=False)  # never migrated behind the operator's back
@@ -96,28 +126,37 @@ def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
 
     with sqlite3.connect(path) as db:
         assert _rows(db) == before
+        assert _Tx(db).audit_events("a1", 10) == trail
         layout = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    for table in ("challenges", "sessions", "throttles"):
+        assert db.execute("SELECT count(*) FROM sqlite_sequence").fetchone() == (0,)
+    for table in ("challenges", "sessions", "throttles", "audit"):
         assert layout[table].rstrip().endswith("WITHOUT ROWID"), table
-    assert "AUTOINCREMENT" not in layout["audit"]
-    assert {"users_account", "sessions_expiry", "audit_account"} <= indexes
-    assert "challenges_expiry" not in indexes
+    assert {"users_account", "sessions_expiry"} <= indexes
+    assert not indexes & {"challenges_expiry", "audit_account"}
     assert not any(name.endswith("_new") for name in layout)
 
 
-def test_audit_ids_keep_growing_after_the_migration(tmp_path: Path) -> None:
+def test_audit_ids_keep_counting_each_accounts_events_after_the_migration(
+    tmp_path: Path,
+) -> None:
+    # R60: the trail is read newest first; ids give that order within an account.
     path = tmp_path / "old.db"
     _version_1_database(path)
     store = ts.SQLiteStore(path)
     with store.transaction() as tx:
+        tx.put_account(Account("a2", "Other", T0))
         tx.add_audit(AuditEvent(T0, "logout", Outcome.SUCCESS, "a1", "u1", None))
+        tx.add_audit(AuditEvent(T0, "user_created", Outcome.SUCCESS, "a2", None, "u2"))
+        tx.add_audit(AuditEvent(T0, "login", Outcome.FAILURE, None, None, None, "wrong"))
         newest = tx.audit_events("a1", 10)
+        other = tx.audit_events("a2", 10)
     store.close()
     with sqlite3.connect(path) as db:
-        ids = [r[0] for r in db.execute("SELECT id FROM audit ORDER BY id")]
-    assert ids == [1, 2, 3, 4]
+        ids = db.execute("SELECT account_id, id FROM audit ORDER BY account_id, id").fetchall()
+    assert ids == [("", 4), ("", 5), ("a1", 1), ("a1", 2), ("a1", 3), ("a1", 4), ("a2", 1)]
     assert [e.action for e in newest] == ["logout", "logout", "login", "user_created"]
+    assert [(e.action, e.account_id) for e in other] == [("user_created", "a2")]
 
 
 def test_a_database_made_at_version_2_has_the_same_layout_as_a_migrated_one(

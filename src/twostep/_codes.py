@@ -10,6 +10,7 @@ import base64
 import hmac
 import re
 import secrets
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha1 as _sha1
@@ -93,24 +94,28 @@ def matching_step(secret: str, code: str, now: datetime, settings: Settings) -> 
     latest wins, so that replay protection records the newest step.
     """
     # RFC 4226 HOTP over RFC 6238 time steps, as pyotp computes it, but with the key
-    # decoded once and its HMAC pads made once: this is the hot path of every login.
+    # decoded once and its HMAC pads hashed once: this is the hot path of every login.
     inner_pad, outer_pad = _hmac_pads(_secret_key(secret))
-    digits = settings.totp_digits
-    modulus = 10**digits
+    inner_base, outer_base = _sha1(inner_pad), _sha1(outer_pad)  # noqa: S324 (RFC 6238)
+    modulus = 10**settings.totp_digits
     current = time_step(now, settings.totp_period)
-    found: int | None = None
     expected = int(code).to_bytes(4, "big")  # at most 9 digits (Settings): 4 bytes hold it
+    found: int | None = None
     first = max(0, current - settings.totp_drift)  # no step before the epoch
     for step in range(first, current + settings.totp_drift + 1):
-        inner = _sha1(inner_pad + step.to_bytes(8, "big")).digest()  # noqa: S324 (HMAC-SHA1, RFC 6238)
-        mac = _sha1(outer_pad + inner).digest()  # noqa: S324
-        offset = mac[-1] & 0x0F
-        value = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
-        if hmac.compare_digest((value % modulus).to_bytes(4, "big"), expected):
+        inner = inner_base.copy()
+        inner.update(_STEP.pack(step))
+        outer = outer_base.copy()
+        outer.update(inner.digest())
+        mac = outer.digest()
+        value = (_WORD.unpack_from(mac, mac[19] & 0x0F)[0] & 0x7FFFFFFF) % modulus
+        if hmac.compare_digest(value.to_bytes(4, "big"), expected):
             found = step
     return found
 
 
+_STEP = struct.Struct(">Q")  # RFC 4226: the counter as 8 big-endian bytes
+_WORD = struct.Struct(">I")  # RFC 4226 dynamic truncation: 4 bytes at the offset
 _SHA1_BLOCK = 64
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))

@@ -11,7 +11,7 @@ import hashlib
 import math
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TypeVar
@@ -105,11 +105,15 @@ class _Keep(Exception):
         self.error = error
 
 
-@dataclass(slots=True)
 class _Work:
-    tx: Transaction
-    now: datetime
-    events: list[AuditEvent] = field(default_factory=list)
+    """What a unit of work's code sees: the transaction, its time, the events it wrote."""
+
+    __slots__ = ("events", "now", "tx")
+
+    def __init__(self, tx: Transaction, now: datetime) -> None:
+        self.tx = tx
+        self.now = now
+        self.events: list[AuditEvent] = []
 
     def audit(
         self,

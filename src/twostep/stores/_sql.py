@@ -59,14 +59,20 @@ SQLITE = Dialect(
 POSTGRES = Dialect("postgres", blob="BYTEA", bigint="BIGINT", serial="BIGSERIAL PRIMARY KEY")
 
 
-def _sqlite_rebuild(table: str, columns: str, create: str, *indexes: str) -> list[Only]:
+def _sqlite_rebuild(
+    table: str, columns: str, create: str, *indexes: str, select: str | None = None
+) -> list[Only]:
     """SQLite cannot change a table's layout in place: copy it into a new one.
 
-    ``create`` is the new table's ``CREATE TABLE`` statement, naming it ``<table>_new``.
+    ``create`` is the new table's ``CREATE TABLE`` statement, naming it ``<table>_new``;
+    ``select`` the old table's values for ``columns`` (by default the same columns).
     """
     return [
         Only("sqlite", create),
-        Only("sqlite", f"INSERT INTO {table}_new ({columns}) SELECT {columns} FROM {table}"),
+        Only(
+            "sqlite",
+            f"INSERT INTO {table}_new ({columns}) SELECT {select or columns} FROM {table}",
+        ),
         Only("sqlite", f"DROP TABLE {table}"),
         Only("sqlite", f"ALTER TABLE {table}_new RENAME TO {table}"),
         *(Only("sqlite", index) for index in indexes),
@@ -160,9 +166,11 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
     (
         # SQLite: fewer pages written per login. The tables found by a text key keep
         # their rows in that key's b-tree (WITHOUT ROWID) instead of a rowid table plus
-        # an index; challenges (minutes-lived, few) lose their expiry index; the audit
-        # id no longer updates sqlite_sequence on every insert (no AUTOINCREMENT: ids
-        # still only grow, as no audit row is ever deleted). PostgreSQL is unchanged.
+        # an index; challenges (minutes-lived, few) lose their expiry index. The audit
+        # trail, read per account, is kept in one b-tree ordered by (account, id),
+        # where id counts each account's events (events of no account: ''); it no
+        # longer has a global rowid, an index, nor sqlite_sequence to update on every
+        # insert. PostgreSQL is unchanged.
         2,
         (
             *_sqlite_rebuild(
@@ -205,17 +213,18 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
                 "audit",
                 "id, " + AUDIT_COLUMNS,
                 """CREATE TABLE audit_new (
-                    id INTEGER PRIMARY KEY,
+                    account_id TEXT NOT NULL,
+                    id INTEGER NOT NULL,
                     at INTEGER NOT NULL,
-                    account_id TEXT,
                     actor TEXT NOT NULL,
                     actor_id TEXT,
                     action TEXT NOT NULL,
                     target_id TEXT,
                     outcome TEXT NOT NULL,
-                    reason TEXT
-                )""",
-                "CREATE INDEX audit_account ON audit (account_id, id)",
+                    reason TEXT,
+                    PRIMARY KEY (account_id, id)
+                ) WITHOUT ROWID""",
+                select="id, " + AUDIT_COLUMNS.replace("account_id", "coalesce(account_id, '')"),
             ),
         ),
     ),
@@ -303,8 +312,8 @@ def user_of(r: Sequence[Any]) -> User:
         blob = bytes(r[14])
         codes = BackupCodeSet(
             salt=bytes(r[13]),
-            digests=tuple(blob[i : i + DIGEST] for i in range(0, len(blob), DIGEST)),
-            used=tuple(flag == "1" for flag in r[15]),
+            digests=tuple([blob[i : i + DIGEST] for i in range(0, len(blob), DIGEST)]),
+            used=tuple(map("1".__eq__, r[15])),
         )
     return User(
         id=r[0],
