@@ -40,7 +40,6 @@ _BACKUP_RE = re.compile(r"[0-9a-hjkmnp-tv-z]{10}")
 _CROCKFORD_ALIASES = str.maketrans({"o": "0", "i": "1", "l": "1"})
 #: Anything longer than this is not a code; refuse before doing any work.
 MAX_CODE_CHARS = 64
-_SEPARATORS = str.maketrans("", "", " -")
 
 
 class CodeKind:
@@ -68,7 +67,7 @@ def parse_code(code: object, digits: int) -> ParsedCode:
         raise InvalidCode("the code must be a string", reason="malformed")
     if len(code) > MAX_CODE_CHARS or not code.isascii():
         raise InvalidCode("the code is malformed", reason="malformed")
-    compact = code.strip(" \t\r\n").translate(_SEPARATORS).lower()
+    compact = code.strip(" \t\r\n").replace(" ", "").replace("-", "").lower()
     if len(compact) == digits and compact.isdigit():  # isascii() above: only 0-9 pass
         return ParsedCode(CodeKind.OTP, compact)
     compact = compact.translate(_CROCKFORD_ALIASES)
@@ -136,16 +135,17 @@ def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
 _BASE32_TEXT = re.compile(r"[A-Za-z2-7]+")
 # RFC 4648 base32 symbols to the digits int(..., 32) reads, so that a whole secret
 # decodes in one C call (base64.b32decode is pure Python, several us per call).
-_BASE32_AS_INT = str.maketrans(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcdefghijklmnopqrstuvwxyz",
-    "0123456789abcdefghijklmnopqrstuv0123456789abcdefghijklmnop",
+_BASE32_AS_INT = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcdefghijklmnopqrstuvwxyz",
+    b"0123456789abcdefghijklmnopqrstuv0123456789abcdefghijklmnop",
 )
 
 
 def _secret_key(secret: str) -> bytes:
     """The bytes of a base32 secret (unpadded, any case), as pyotp decodes it."""
     if len(secret) % 8 == 0 and _BASE32_TEXT.fullmatch(secret):
-        return int(secret.translate(_BASE32_AS_INT), 32).to_bytes(len(secret) * 5 // 8, "big")
+        digits = secret.encode().translate(_BASE32_AS_INT)
+        return int(digits, 32).to_bytes(len(secret) * 5 // 8, "big")
     padded = secret + "=" * (-len(secret) % 8)
     return base64.b32decode(padded, casefold=True)
 

@@ -43,7 +43,7 @@ class Cipher(Protocol):
         ...
 
 
-_FROM_URLSAFE = str.maketrans("-_", "+/")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 class AESGCMKeyring:
@@ -130,8 +130,8 @@ class AESGCMKeyring:
         if version != _VERSION or aead is None:
             raise StoreError(f"a stored secret is sealed with an unknown key ({key_id!r})")
         try:
-            # What base64.urlsafe_b64decode does, in one call.
-            raw = binascii.a2b_base64(encoded.translate(_FROM_URLSAFE))
+            # What base64.urlsafe_b64decode does, without its two Python layers.
+            raw = binascii.a2b_base64(encoded.encode().translate(_FROM_URLSAFE))
             return aead.decrypt(raw[:12], raw[12:], context)
         except (binascii.Error, ValueError):
             raise StoreError("a stored secret failed authentication") from None
