@@ -427,17 +427,27 @@ def test_a_newer_schema_is_a_clear_error(db: Path) -> None:
         assert "newer" in err
 
 
-def test_purge_deletes_expired_challenges_and_sessions(db: Path) -> None:
+def test_purge_removes_expired_challenges_sessions_and_forgotten_counters(db: Path) -> None:
+    # R6: the counter of an unknown email, last failed long ago, goes too.
     create_owner(db)
     clock = ManualClock(datetime(2000, 1, 1, tzinfo=UTC))  # long expired by the real clock
     service = service_on(db, clock)
     session, _ = enroll(service, clock)
     service.login("ada@acme.test", PASSWORD)  # a login challenge, left unanswered
+    with pytest.raises(ts.InvalidCredentials):
+        service.login("nobody@acme.test", PASSWORD)
     status, out, _ = run("--database", str(db), "purge")
     assert status == 0
-    assert out.startswith("2 ")
+    assert out == (
+        "3 expired login challenge(s), session(s), pending enrolment(s) "
+        "and forgotten throttle counter(s) removed\n"
+    )
     with pytest.raises(ts.SessionInvalid):
         service.check_session(session)
+    store = ts.SQLiteStore(db)
+    with store.transaction(write=False) as tx:
+        assert tx.get_throttle("email:nobody@acme.test") is None
+    store.close()
 
 
 # -- usage ---------------------------------------------------------------------------------

@@ -574,7 +574,7 @@ class TwoStepMachine(RuleBasedStateMachine):
     def advance_clock(self, seconds: int) -> None:
         self.clock.advance(seconds)
 
-    @rule(seconds=st.sampled_from([30, 301, 13 * 3_600]))
+    @rule(seconds=st.sampled_from([30, 301, 13 * 3_600, 25 * 3_600]))
     def purge_expired(self, seconds: int) -> None:
         self.clock.advance(seconds)
         dead_challenges = [c for c in self.challenges if not c.gone and self.now >= c.expires]
@@ -583,11 +583,58 @@ class TwoStepMachine(RuleBasedStateMachine):
             for s in self.sessions
             if not s.logged_out and self.now >= s.issued + SETTINGS.session_ttl
         ]
-        assert self.service.purge_expired() == len(dead_challenges) + len(dead_sessions)
+        # R11: an enrolment that expired unconfirmed loses its secret, nothing else.
+        lapsed = [
+            u
+            for u in self.users.values()
+            if u.pending_expires is not None and self.now >= u.pending_expires
+        ]
+        # R6: a counter that no longer blocks and would start again from 1 goes.
+        forgotten = self.now - max(
+            SETTINGS.code_throttle.forget_after,
+            SETTINGS.password_throttle.forget_after,
+            SETTINGS.client_throttle.forget_after,
+        )
+        dead_throttles = [
+            t
+            for t in (*self.email_throttle.values(), *self.code_throttle.values())
+            if t.last_failure is not None and t.last_failure < forgotten and not t.blocked(self.now)
+        ]
+        assert self.service.purge_expired() == (
+            len(dead_challenges) + len(dead_sessions) + len(lapsed) + len(dead_throttles)
+        )
         for c in dead_challenges:
             c.gone = True
         for s in dead_sessions:
             s.logged_out = True
+        for u in lapsed:
+            u.pending, u.pending_expires = None, None
+        for t in dead_throttles:
+            t.clear()
+        self.store_holds_the_models_enrolments_and_counters()
+
+    def store_holds_the_models_enrolments_and_counters(self) -> None:
+        """What the purge counted is what the store held: pending expiries, counters (R6)."""
+        with self.store.transaction(write=False) as tx:
+            for name, u in self.users.items():
+                stored = tx.get_user(u.user.id)
+                assert stored is not None
+                assert stored.two_factor.pending_expires_at == u.pending_expires
+                assert (stored.two_factor.pending_secret is None) == (u.pending is None)
+                for key, t in (
+                    (f"email:{u.user.email_key}", self.email_throttle[name]),
+                    (f"user:{u.user.id}", self.code_throttle[name]),
+                ):
+                    row = tx.get_throttle(key)
+                    if t.last_failure is None:
+                        assert row is None, key
+                    else:
+                        assert row is not None, key
+                        assert (row.failures, row.blocked_until, row.last_failure_at) == (
+                            t.failures,
+                            t.blocked_until,
+                            t.last_failure,
+                        )
 
     # -- invariants -------------------------------------------------------------------------
 

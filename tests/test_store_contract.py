@@ -433,14 +433,122 @@ def test_purge_expired_deletes_only_what_has_expired(contract_store: ts.Store) -
             tx.put_session(SessionRecord(f"s{n}", "u1", "acc1", T0, expires, 0, 0))
         tx.put_throttle(ThrottleState("user:u1", 1, None, T0))
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now) == 4
+        assert tx.purge_expired(now, throttles_before=T0) == 4
     with contract_store.transaction(write=False) as tx:
         assert [tx.get_challenge(f"c{n}") is None for n in range(3)] == [True, True, False]
         assert [tx.get_session(f"s{n}") is None for n in range(3)] == [True, True, False]
         assert tx.get_throttle("user:u1") is not None
         assert tx.get_user("u1") is not None
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now) == 0
+        assert tx.purge_expired(now, throttles_before=T0) == 0
+
+
+def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
+    contract_store: ts.Store,
+) -> None:
+    now = T0 + timedelta(days=3)
+    cutoff = now - timedelta(days=1)
+    tick = timedelta(microseconds=1)
+    rows = {
+        # dead: not blocking, last failure before the cutoff
+        "email:old@example.test": ThrottleState("email:old@example.test", 4, None, cutoff - tick),
+        "client:198.51.100.7": ThrottleState(
+            "client:198.51.100.7", 30, now - timedelta(hours=1), cutoff - timedelta(hours=5)
+        ),
+        "user:unblocked-now": ThrottleState("user:unblocked-now", 9, now, T0),
+        # alive: still blocking, or a failure at or after the cutoff
+        "user:still-blocked": ThrottleState("user:still-blocked", 40, now + tick, T0),
+        "email:at-cutoff@example.test": ThrottleState(
+            "email:at-cutoff@example.test", 2, None, cutoff
+        ),
+        "email:recent@example.test": ThrottleState(
+            "email:recent@example.test", 7, now + timedelta(seconds=8), now - timedelta(seconds=1)
+        ),
+    }
+    with contract_store.transaction() as tx:
+        for state in rows.values():
+            tx.put_throttle(state)
+    with contract_store.transaction() as tx:
+        assert tx.purge_expired(now, throttles_before=cutoff) == 3
+    with contract_store.transaction(write=False) as tx:
+        kept = {key for key in rows if tx.get_throttle(key) is not None}
+        assert all(tx.get_throttle(key) == rows[key] for key in kept)
+    assert kept == {
+        "user:still-blocked",
+        "email:at-cutoff@example.test",
+        "email:recent@example.test",
+    }
+    with contract_store.transaction() as tx:
+        assert tx.purge_expired(now, throttles_before=cutoff) == 0
+
+
+def _without_pending(u: ts.User) -> ts.User:
+    return replace(
+        u, two_factor=replace(u.two_factor, pending_secret=None, pending_expires_at=None)
+    )
+
+
+def test_r11_purge_clears_expired_pending_secrets_and_nothing_else_of_the_user(
+    contract_store: ts.Store,
+) -> None:
+    enrolled = full_user("u1", "enrolled@example.test")  # 2FA on, a pending reset
+    now = enrolled.two_factor.pending_expires_at
+    assert now is not None
+    tick = timedelta(microseconds=1)
+    lapsed = user("u2", "lapsed@example.test").begin_enrollment("v1:sealed-lapsed", now - tick)
+    waiting = user("u3", "waiting@example.test").begin_enrollment("v1:sealed-waiting", now + tick)
+    plain = user("u4", "plain@example.test", session_generation=2)
+    seed(contract_store, enrolled, lapsed, waiting, plain)
+
+    with contract_store.transaction() as tx:
+        assert tx.purge_expired(now, throttles_before=T0) == 2
+        assert tx.get_user("u1") == _without_pending(enrolled)  # seen in the same transaction
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_user("u1") == _without_pending(enrolled)
+        assert tx.get_user("u2") == _without_pending(lapsed)
+        assert tx.get_user("u3") == waiting
+        assert tx.get_user("u4") == plain
+    with contract_store.transaction() as tx:
+        assert tx.purge_expired(now, throttles_before=T0) == 0
+
+
+def test_a_user_written_after_a_purge_in_the_same_transaction_is_stored_as_given(
+    contract_store: ts.Store,
+) -> None:
+    lapsed = user("u1", "lapsed@example.test").begin_enrollment("v1:sealed-lapsed", T0)
+    seed(contract_store, lapsed)
+    with contract_store.transaction() as tx:
+        read = tx.get_user("u1")
+        assert read is not None
+        assert tx.purge_expired(T0, throttles_before=T0) == 1
+        changed = read.accept_step(58_000_001)  # read before the purge: still pending
+        tx.put_user(changed)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_user("u1") == changed
+
+
+def test_a_rolled_back_purge_restores_everything(contract_store: ts.Store) -> None:
+    lapsed = full_user("u1", "lapsed@example.test")
+    now = T0 + timedelta(days=2)
+    seed(contract_store, lapsed)
+    challenge = LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5))
+    session = SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0)
+    throttle = ThrottleState("email:lapsed@example.test", 3, None, T0)
+    with contract_store.transaction() as tx:
+        tx.put_challenge(challenge)
+        tx.put_session(session)
+        tx.put_throttle(throttle)
+
+    def writes(tx: ts.Transaction) -> None:
+        assert tx.purge_expired(now, throttles_before=now - timedelta(days=1)) == 4
+
+    with pytest.raises(Boom):
+        abort_after(contract_store, writes)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_challenge(challenge.token_hash) == challenge
+        assert tx.get_session(session.token_hash) == session
+        assert tx.get_throttle(throttle.key) == throttle
+        assert tx.get_user("u1") == lapsed
 
 
 def test_a_store_reopens_with_its_data(tmp_path: Path) -> None:

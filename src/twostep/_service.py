@@ -1058,9 +1058,23 @@ class TwoStep:
     # -- maintenance ---------------------------------------------------------------------
 
     def purge_expired(self) -> int:
-        """Delete expired login challenges and sessions; returns how many went."""
+        """Remove what can no longer matter; returns how many rows were deleted or cleared.
+
+        That is expired login challenges and sessions, the pending secrets of expired
+        enrolments (R11: the rest of the user is untouched), and throttle counters that
+        no longer block and whose last failure is older than the longest ``forget_after``
+        of the three throttles (R6: such a counter would start again from 1 anyway; one
+        cutoff for every kind keeps some counters longer than needed, never too short).
+        None of it can be used any more. Run it periodically, e.g. hourly.
+        """
+        s = self.settings
+        keep = max(
+            s.code_throttle.forget_after,
+            s.password_throttle.forget_after,
+            s.client_throttle.forget_after,
+        )
         with self._work() as w:
-            return w.tx.purge_expired(w.now)
+            return w.tx.purge_expired(w.now, throttles_before=w.now - keep)
 
     def reseal_secrets(self, *, batch: int = 200) -> int:
         """Re-encrypt every TOTP secret not under the cipher's current key; returns how many.

@@ -59,8 +59,15 @@ class Transaction(Protocol):
         """The account's newest events first."""
         ...
 
-    def purge_expired(self, now: datetime) -> int:
-        """Delete expired challenges and sessions; return how many."""
+    def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
+        """Remove state that can no longer matter; return how many rows went or were cleared.
+
+        It deletes the login challenges and sessions with ``expires_at <= now``, and the
+        throttle rows with ``last_failure_at < throttles_before`` that are not blocking
+        (``blocked_until`` is None or ``<= now``). On users whose pending enrolment has
+        expired (``pending_expires_at <= now``) it clears ``pending_secret`` and
+        ``pending_expires_at``, and nothing else.
+        """
         ...
 
 

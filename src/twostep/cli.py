@@ -320,7 +320,11 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         count = _service(args, store).purge_expired()
     finally:
         store.close()
-    print(f"{count} expired login challenge(s) and session(s) deleted", file=args.out)
+    print(
+        f"{count} expired login challenge(s), session(s), pending enrolment(s) "
+        "and forgotten throttle counter(s) removed",
+        file=args.out,
+    )
     return 0
 
 
@@ -401,7 +405,11 @@ def _parser() -> _Parser:
         action="store_true",
         help="re-encrypt every TOTP secret under the current (first) key; prints the count",
     )
-    command("purge", "delete expired login challenges and sessions", _cmd_purge)
+    command(
+        "purge",
+        "remove expired challenges, sessions, enrolments and forgotten throttle counters",
+        _cmd_purge,
+    )
     return parser
 
 

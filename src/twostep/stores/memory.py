@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -132,14 +133,31 @@ class _Tx:
                     break
         return found
 
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
         dead_c = [k for k, c in self._s.challenges.items() if c.expires_at <= now]
         dead_s = [k for k, s in self._s.sessions.items() if s.expires_at <= now]
+        dead_t = [
+            k
+            for k, t in self._s.throttles.items()
+            if t.last_failure_at < throttles_before
+            and (t.blocked_until is None or t.blocked_until <= now)
+        ]
+        lapsed = [
+            u
+            for u in self._s.users.values()
+            if u.two_factor.pending_expires_at is not None
+            and u.two_factor.pending_expires_at <= now
+        ]
         for key in dead_c:
             self.delete_challenge(key)
         for key in dead_s:
             self.delete_session(key)
-        return len(dead_c) + len(dead_s)
+        for key in dead_t:
+            self.delete_throttle(key)
+        for user in lapsed:
+            state = replace(user.two_factor, pending_secret=None, pending_expires_at=None)
+            self.put_user(replace(user, two_factor=state))
+        return len(dead_c) + len(dead_s) + len(dead_t) + len(lapsed)
 
 
 class InMemoryStore:
