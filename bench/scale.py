@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    NEXT_CODE,
     PASSWORD,
     Enrolled,
     Figure,
@@ -41,12 +42,12 @@ def _size(path: Path) -> int:
 
 def _toggle(ts: TwoStep, clock: ManualClock, owner: Enrolled) -> Callable[[], float]:
     def sample() -> float:
-        clock.advance(30)
+        clock.advance(NEXT_CODE)
         session = full_login(ts, owner).session
         start = time.perf_counter()
         ts.set_two_factor_required(session, True)
         elapsed = time.perf_counter() - start
-        clock.advance(30)
+        clock.advance(NEXT_CODE)
         ts.set_two_factor_required(full_login(ts, owner).session, False)
         return elapsed
 
@@ -59,7 +60,7 @@ def _login(ts: TwoStep, clock: ManualClock, people: list[Enrolled]) -> Callable[
     def sample() -> float:
         who = people[turn[0] % len(people)]
         turn[0] += 1
-        clock.advance(30)
+        clock.advance(NEXT_CODE)
         code = who.phone.code()
         start = time.perf_counter()
         step = ts.login(who.email, PASSWORD)

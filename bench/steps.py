@@ -2,7 +2,7 @@
 
 - otp_step_memory / otp_step_sqlite: ``complete_login`` with a valid OTP, against
   ``pyotp.TOTP.verify(code, valid_window=1)``. Challenges are made beforehand
-  (untimed); the clock moves 30 s between rounds so no code is a replay.
+  (untimed); the clock moves 60 s between rounds so no code is a replay.
 - backup_code_step / backup_code_flat: ``complete_login`` with a backup code against
   one Argon2id hash with the backup-code parameters; 20 stored codes against 10.
 - password_step / unknown_email: ``login`` (step 1) against one Argon2id verify with
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     CHEAPEST,
+    NEXT_CODE,
     PASSWORD,
     Enrolled,
     Figure,
@@ -62,7 +63,7 @@ def _otp_figure(
         return (time.perf_counter() - start) / batch
 
     def measured() -> float:
-        clock.advance(30)
+        clock.advance(NEXT_CODE)
         steps = [ts.login(p.email, PASSWORD) for p in people]
         codes = [p.phone.code() for p in people]
         start = time.perf_counter()

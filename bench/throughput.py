@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PASSWORD, Enrolled, Report, enroll, service
+from _common import NEXT_CODE, PASSWORD, Enrolled, Report, enroll, service
 
 from twostep import Argon2Params, CodeRequired, Settings, SQLiteStore
 from twostep.testing import ManualClock, Phone
@@ -59,7 +59,7 @@ def _worker(
     done = 0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        clock.advance(30)
+        clock.advance(NEXT_CODE)
         for email, phone in phones:
             step = ts.login(email, PASSWORD)
             assert isinstance(step, CodeRequired)
