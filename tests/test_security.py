@@ -411,6 +411,29 @@ def test_a_sealed_secret_copied_to_another_user_does_not_open(
     assert "authentication" in str(failed.value)
 
 
+def test_a_secret_is_sealed_as_its_raw_key_and_one_sealed_as_base32_text_still_opens(
+    world: World, store: ts.Store
+) -> None:
+    # R1/R4 across the change of what is sealed: a secret sealed as its base32 text
+    # (before the raw key was) keeps working.
+    phone = world.enroll(world.login(world.member))
+    cipher = world.service._cipher
+    member = stored_user(store, world.member.id)
+    assert member.two_factor.secret is not None
+    context = f"twostep:totp:{member.id}".encode()
+    plain = cipher.open(member.two_factor.secret, context=context)
+    assert plain[:1] == b"\0"
+    assert len(plain) == 1 + FAST.secret_bytes
+    assert base64.b32encode(plain[1:]).decode() == phone._totp.secret
+
+    old_style = cipher.seal(phone._totp.secret.encode(), context=context)
+    with store.transaction() as tx:
+        tx.put_user(replace(member, two_factor=replace(member.two_factor, secret=old_style)))
+    world.clock.advance(30)
+    step = ask_code(world.service, world.member.email)
+    assert isinstance(world.service.complete_login(step, phone.code()), ts.LoggedIn)
+
+
 def test_twostep_refuses_to_start_without_a_key(
     store: ts.Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

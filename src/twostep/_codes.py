@@ -11,9 +11,9 @@ import hmac
 import re
 import secrets
 import struct
-from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha1 as _sha1
+from typing import NamedTuple
 
 import pyotp
 from argon2.low_level import Type, hash_secret_raw
@@ -31,6 +31,7 @@ __all__ = [
     "matching_step",
     "new_secret",
     "parse_code",
+    "secret_key",
 ]
 
 #: Crockford's base32 alphabet: no i, l, o or u, so nothing reads as another symbol.
@@ -47,8 +48,12 @@ class CodeKind:
     BACKUP = "backup"
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedCode:
+class ParsedCode(NamedTuple):
+    """A typed code, normalised: an OTP's digits or a backup code's symbols.
+
+    A named tuple, not a dataclass: one is made on every code login.
+    """
+
     kind: str
     value: str
 
@@ -85,7 +90,7 @@ def time_step(now: datetime, period: int) -> int:
     return int(now.timestamp()) // period
 
 
-def matching_step(secret: str, code: str, now: datetime, settings: Settings) -> int | None:
+def matching_step(secret: str | bytes, code: str, now: datetime, settings: Settings) -> int | None:
     """The time step within the drift window whose OTP equals ``code`` (R4), if any.
 
     Every step of the window is computed and compared in constant time, so the time
@@ -94,7 +99,8 @@ def matching_step(secret: str, code: str, now: datetime, settings: Settings) -> 
     """
     # RFC 4226 HOTP over RFC 6238 time steps, as pyotp computes it, but with the key
     # decoded once and its HMAC pads hashed once: this is the hot path of every login.
-    inner_pad, outer_pad = _hmac_pads(_secret_key(secret))
+    key = secret if isinstance(secret, bytes) else secret_key(secret)
+    inner_pad, outer_pad = _hmac_pads(key)
     inner_base, outer_base = _sha1(inner_pad), _sha1(outer_pad)  # noqa: S324 (RFC 6238)
     modulus = 10**settings.totp_digits
     current = time_step(now, settings.totp_period)
@@ -141,7 +147,7 @@ _BASE32_AS_INT = bytes.maketrans(
 )
 
 
-def _secret_key(secret: str) -> bytes:
+def secret_key(secret: str) -> bytes:
     """The bytes of a base32 secret (unpadded, any case), as pyotp decodes it."""
     if len(secret) % 8 == 0 and _BASE32_TEXT.fullmatch(secret):
         digits = secret.encode().translate(_BASE32_AS_INT)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from . import _validate as check
 from ._clock import Clock, SystemClock
@@ -26,6 +26,7 @@ from ._codes import (
     matching_step,
     new_secret,
     parse_code,
+    secret_key,
 )
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import (
@@ -93,6 +94,10 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+#: Sealed TOTP secrets hold the raw key after this byte (earlier ones, the base32 text).
+_RAW_KEY = b"\0"
+
+
 def _secret_context(user_id: str) -> bytes:
     # Binds a sealed secret to its user: a secret copied to another row will not open.
     return f"twostep:totp:{user_id}".encode()
@@ -141,8 +146,7 @@ class _Actor:
     account: Account
 
 
-@dataclass(frozen=True, slots=True)
-class _Proof:
+class _Proof(NamedTuple):
     """A code parsed, and for a backup code its digest, computed before the lock."""
 
     code: ParsedCode
@@ -397,11 +401,16 @@ class TwoStep:
 
     # -- codes -----------------------------------------------------------------------------
 
-    def _seal(self, user_id: str, secret: str) -> str:
-        return self._cipher.seal(secret.encode(), context=_secret_context(user_id))
+    def _seal(self, user_id: str, key: bytes) -> str:
+        """A TOTP key sealed for its user: the raw key after a zero byte."""
+        return self._cipher.seal(_RAW_KEY + key, context=_secret_context(user_id))
 
-    def _open(self, user_id: str, sealed: str) -> str:
-        return self._cipher.open(sealed, context=_secret_context(user_id)).decode()
+    def _open(self, user_id: str, sealed: str) -> bytes:
+        """The TOTP key of a sealed secret: raw, or (sealed before) its base32 text."""
+        plain = self._cipher.open(sealed, context=_secret_context(user_id))
+        if plain[:1] == _RAW_KEY:
+            return plain[1:]
+        return secret_key(plain.decode())  # base32 text never starts with a zero byte
 
     def _prove(self, code: object, user: User | None) -> _Proof:
         """Parse a code; for a backup code, pay its one slow hash now, outside any lock."""
@@ -492,7 +501,8 @@ class TwoStep:
             label=user.email,
             expires_at=expires,
         )
-        return user.begin_enrollment(self._seal(user.id, secret), expires), enrollment
+        sealed = self._seal(user.id, secret_key(secret))
+        return user.begin_enrollment(sealed, expires), enrollment
 
     # -- operators: accounts and users -------------------------------------------------
 
