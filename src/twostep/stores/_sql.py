@@ -254,6 +254,33 @@ def ensure_schema(version: int, *, migrate: bool, apply: Callable[[], object]) -
         apply()
 
 
+def purge(
+    execute: Callable[[str, tuple[Any, ...]], int],
+    mark: str,
+    now: datetime,
+    throttles_before: datetime,
+) -> tuple[int, int]:
+    """The statements of ``purge_expired``, for a driver whose placeholder is ``mark``.
+
+    ``execute`` runs one statement and returns its row count. Returns the rows deleted
+    and the users whose expired pending enrolment was cleared.
+    """
+    at = to_us(now)
+    deleted = execute(f"DELETE FROM challenges WHERE expires_at <= {mark}", (at,))
+    deleted += execute(f"DELETE FROM sessions WHERE expires_at <= {mark}", (at,))
+    deleted += execute(
+        f"DELETE FROM throttles WHERE last_failure_at < {mark} "
+        f"AND (blocked_until IS NULL OR blocked_until <= {mark})",
+        (to_us(throttles_before), at),
+    )
+    cleared = execute(
+        "UPDATE users SET pending_secret = NULL, pending_expires_at = NULL "
+        f"WHERE pending_expires_at <= {mark}",
+        (at,),
+    )
+    return deleted, cleared
+
+
 DIGEST = 32  # bytes of one backup-code digest
 
 

@@ -207,23 +207,14 @@ class _Tx:
         return [_sql.audit_of(r) for r in rows]
 
     def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
-        at = _sql.to_us(now)
-        gone = self._conn.execute("DELETE FROM challenges WHERE expires_at <= %s", (at,)).rowcount
-        gone += self._conn.execute("DELETE FROM sessions WHERE expires_at <= %s", (at,)).rowcount
-        # No advisory locks: a login that read a row this deletes writes its count with
-        # an upsert, which recreates the row, as if it had run before the purge; a login
-        # that wrote the row holds its lock, and the condition is checked after it ends.
-        gone += self._conn.execute(
-            "DELETE FROM throttles WHERE last_failure_at < %s "
-            "AND (blocked_until IS NULL OR blocked_until <= %s)",
-            (_sql.to_us(throttles_before), at),
-        ).rowcount
-        gone += self._conn.execute(
-            "UPDATE users SET pending_secret = NULL, pending_expires_at = NULL "
-            "WHERE pending_expires_at <= %s",
-            (at,),
-        ).rowcount
-        return gone
+        # No advisory locks: a login that read a throttle row this deletes writes its
+        # count with an upsert, which recreates the row, as if it had run before the
+        # purge; a login that wrote the row holds its lock, and the condition is
+        # checked after it ends.
+        deleted, cleared = _sql.purge(
+            lambda sql, args: self._conn.execute(sql, args).rowcount, "%s", now, throttles_before
+        )
+        return deleted + cleared
 
 
 def _store_error(error: psycopg.Error) -> StoreError:

@@ -206,22 +206,12 @@ class _Tx:
         return [_sql.audit_of(r) for r in rows]
 
     def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
-        at = _sql.to_us(now)
-        gone = self._db.execute("DELETE FROM challenges WHERE expires_at <= ?", (at,)).rowcount
-        gone += self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (at,)).rowcount
-        gone += self._db.execute(
-            "DELETE FROM throttles WHERE last_failure_at < ? "
-            "AND (blocked_until IS NULL OR blocked_until <= ?)",
-            (_sql.to_us(throttles_before), at),
-        ).rowcount
-        cleared = self._db.execute(
-            "UPDATE users SET pending_secret = NULL, pending_expires_at = NULL "
-            "WHERE pending_expires_at <= ?",
-            (at,),
-        ).rowcount
+        deleted, cleared = _sql.purge(
+            lambda sql, args: self._db.execute(sql, args).rowcount, "?", now, throttles_before
+        )
         if cleared:
             self._users.clear()  # rows read before are stale: put_user writes them whole
-        return gone + cleared
+        return deleted + cleared
 
 
 class SQLiteStore:
