@@ -384,15 +384,23 @@ def test_an_exception_rolls_everything_back(contract_store: ts.Store) -> None:
     seed(contract_store, user("u2", "b@example.test"), accounts=())
 
 
-def test_a_rollback_also_undoes_deletes(contract_store: ts.Store) -> None:
-    seed(contract_store, user("u1", "a@example.test"))
+def put_short_lived(
+    store: ts.Store, throttle_key: str
+) -> tuple[LoginChallenge, SessionRecord, ThrottleState]:
+    """A challenge, a session and a throttle row of user u1, all from T0, committed."""
     challenge = LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5))
     session = SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0)
-    throttle = ThrottleState("user:u1", 3, None, T0)
-    with contract_store.transaction() as tx:
+    throttle = ThrottleState(throttle_key, 3, None, T0)
+    with store.transaction() as tx:
         tx.put_challenge(challenge)
         tx.put_session(session)
         tx.put_throttle(throttle)
+    return challenge, session, throttle
+
+
+def test_a_rollback_also_undoes_deletes(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    challenge, session, throttle = put_short_lived(contract_store, "user:u1")
 
     def writes(tx: ts.Transaction) -> None:
         tx.delete_challenge(challenge.token_hash)
@@ -531,13 +539,7 @@ def test_a_rolled_back_purge_restores_everything(contract_store: ts.Store) -> No
     lapsed = full_user("u1", "lapsed@example.test")
     now = T0 + timedelta(days=2)
     seed(contract_store, lapsed)
-    challenge = LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5))
-    session = SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0)
-    throttle = ThrottleState("email:lapsed@example.test", 3, None, T0)
-    with contract_store.transaction() as tx:
-        tx.put_challenge(challenge)
-        tx.put_session(session)
-        tx.put_throttle(throttle)
+    challenge, session, throttle = put_short_lived(contract_store, "email:lapsed@example.test")
 
     def writes(tx: ts.Transaction) -> None:
         assert tx.purge_expired(now, throttles_before=now - timedelta(days=1)) == 4
