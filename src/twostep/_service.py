@@ -705,7 +705,7 @@ class TwoStep:
         # codes are hashed, so that only a correct code pays for them.
         codes: tuple[BackupCodes, BackupCodeSet] | None = None
         dry_run_done = False
-        while True:
+        while True:  # at most twice: the second pass never hands the user back
             with self._work() as w:
                 outcome = self._complete(w, token_hash, proof, codes, dry_run_done, client)
             if isinstance(outcome, LoggedIn):
