@@ -56,9 +56,6 @@ _PUT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS)
 _GET_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"
 _FIND_USER = f"SELECT {USER_COLUMNS} FROM users WHERE email_key = ?"
 _ADD_USER = f"INSERT INTO users ({USER_COLUMNS}) VALUES ({_placeholders(USER_COLUMNS)})"
-_PUT_USER = "UPDATE users SET {} WHERE id = ?".format(
-    ", ".join(f"{c.strip()} = ?" for c in USER_COLUMNS.split(",")[1:])
-)
 _GET_CHALLENGE = f"SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE token_hash = ?"
 _PUT_CHALLENGE = (
     f"INSERT OR REPLACE INTO challenges ({CHALLENGE_COLUMNS}) "
@@ -83,11 +80,17 @@ _ADD_AUDIT = (
 _NO_ACCOUNT = ""  # the audit key of events that belong to no account
 
 
+_USER_NAMES = [c.strip() for c in USER_COLUMNS.split(",")]
+#: Every column of a user but its id (column 0): what a user not read before is written.
+_USER_FIELDS = tuple(range(1, len(_USER_NAMES)))
+
+
 @functools.lru_cache(maxsize=64)
 def _update_user(columns: tuple[int, ...]) -> str:
     """An UPDATE of only these columns (indexes into ``USER_COLUMNS``)."""
-    names = [c.strip() for c in USER_COLUMNS.split(",")]
-    return "UPDATE users SET {} WHERE id = ?".format(", ".join(f"{names[i]} = ?" for i in columns))
+    return "UPDATE users SET {} WHERE id = ?".format(
+        ", ".join(f"{_USER_NAMES[i]} = ?" for i in columns)
+    )
 
 
 class _Tx:
@@ -141,12 +144,11 @@ class _Tx:
     def put_user(self, user: User) -> None:
         row = _sql.user_row(user)
         old = self._users.get(user.id)
-        if old is None:
-            self._db.execute(_PUT_USER, (*row[1:], row[0]))
-        else:
-            changed = tuple(i for i in range(1, len(row)) if row[i] != old[i])
-            if changed:
-                self._db.execute(_update_user(changed), (*(row[i] for i in changed), row[0]))
+        changed = (
+            _USER_FIELDS if old is None else tuple(i for i in _USER_FIELDS if row[i] != old[i])
+        )
+        if changed:
+            self._db.execute(_update_user(changed), (*(row[i] for i in changed), row[0]))
         self._users[user.id] = row
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
