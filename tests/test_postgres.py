@@ -15,7 +15,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import twostep as ts
 from tests import pgserver
-from twostep._domain import AuditEvent, Outcome, Role, User
+from twostep._audit import AuditEvent, Outcome
+from twostep._domain import Role, User
 from twostep.stores._sql import MIGRATIONS, SCHEMA_VERSION
 from twostep.stores.postgres import PostgresStore
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 import twostep as ts
+from twostep._audit import AuditEvent, Outcome
 from twostep._domain import (
     Account,
-    AuditEvent,
     BackupCodeSet,
     ChallengeKind,
     LoginChallenge,
-    Outcome,
     Role,
     SessionRecord,
     ThrottleState,

@@ -2,9 +2,10 @@
 
 from typing import TYPE_CHECKING
 
+from ._audit import AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
-from ._domain import Account, AuditEvent, Outcome, Role, User
+from ._domain import Account, Role, User
 from ._errors import (
     ChallengeExpired,
     ConfigurationError,

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from ._audit import AuditEvent
 from ._crypto import AESGCMKeyring
-from ._domain import AuditEvent, Role, User
+from ._domain import Role, User
 from ._errors import (
     ChallengeExpired,
     InvalidCode,

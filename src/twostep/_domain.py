@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import enum
 import hmac
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ._errors import ChallengeExpired, InvalidCode, NotAllowed
+from ._errors import ChallengeExpired, InvalidCode, NotAllowed, SessionInvalid
+from ._settings import ThrottleSettings
 
 __all__ = [
     "Account",
-    "AuditEvent",
     "BackupCodeSet",
     "ChallengeKind",
     "LoginChallenge",
-    "Outcome",
     "Role",
     "SessionRecord",
+    "ThrottleKey",
+    "ThrottleScope",
     "ThrottleState",
     "TwoFactorState",
     "User",
@@ -46,6 +48,10 @@ class Account:
     created_at: datetime
     two_factor_required: bool = False
     session_generation: int = 0
+
+    def admits(self, user: User) -> bool:
+        """Whether ``user`` may hold a session here: R3/R21, the one "2FA required" test."""
+        return not self.two_factor_required or user.two_factor.enabled
 
     def with_requirement(self, required: bool) -> Account:
         """R20-R22: turning the requirement on also logs everyone out, in O(1)."""
@@ -172,22 +178,7 @@ class User:
         last = self.two_factor.last_step
         if last is not None and step <= last:
             raise InvalidCode("this code was already used", reason="replayed")
-        # Built field by field, in declaration order: this runs on every OTP login, and
-        # a test holds it equal to dataclasses.replace.
-        t = self.two_factor
-        state = TwoFactorState(t.secret, step, t.enabled_at, t.pending_secret, t.pending_expires_at)
-        return User(
-            self.id,
-            self.account_id,
-            self.email,
-            self.role,
-            self.password_hash,
-            self.created_at,
-            self.active,
-            state,
-            self.backup_codes,
-            self.session_generation,
-        )
+        return replace(self, two_factor=replace(self.two_factor, last_step=step))
 
     def use_backup_code(self, index: int) -> User:
         """R5: a backup code works once."""
@@ -253,33 +244,88 @@ class SessionRecord:
     account_generation: int
     user_generation: int
 
+    def check_valid(
+        self, now: datetime, user: User | None, account: Account | None
+    ) -> tuple[User, Account]:
+        """The session's user and account if it is still valid at ``now`` (R21, R41).
+
+        Otherwise :class:`SessionInvalid` says why: expired, revoked (logged out by a
+        generation, or the user is gone or deactivated) or ``two_factor_required``.
+        """
+        if now >= self.expires_at:
+            raise SessionInvalid("the session expired", reason="expired")
+        if (
+            user is None
+            or account is None
+            or not user.active
+            or self.user_generation != user.session_generation
+            or self.account_generation != account.session_generation
+        ):
+            raise SessionInvalid("the session was revoked", reason="revoked")
+        if not account.admits(user):
+            raise SessionInvalid(
+                "the account requires 2FA; log in again to set it up",
+                reason="two_factor_required",
+            )
+        return user, account
+
+
+class ThrottleScope(enum.StrEnum):
+    """What a throttle counts failures of (R6)."""
+
+    USER = "user"  # wrong codes of one user, across login challenges and step-up actions
+    EMAIL = "email"  # wrong passwords given for one email
+    CLIENT = "client"  # failures of one client key that the host passes (e.g. an IP address)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleKey:
+    """One throttle counter: a scope and the user id, email key or client key it counts."""
+
+    scope: ThrottleScope
+    subject: str
+
+    @property
+    def stored(self) -> str:
+        """The form stores keep it in, e.g. ``"user:3f2a..."``."""
+        return f"{self.scope}:{self.subject}"
+
 
 @dataclass(frozen=True, slots=True)
 class ThrottleState:
-    """Consecutive failures under one key (a user, an email, a client), R6."""
+    """Consecutive failures under one key, and until when the key is blocked (R6)."""
 
-    key: str
+    key: ThrottleKey
     failures: int
     blocked_until: datetime | None
     last_failure_at: datetime
 
+    @classmethod
+    def clean(cls, key: ThrottleKey, now: datetime) -> ThrottleState:
+        """A key with no failure counted: what a key without a stored row is."""
+        return cls(key, 0, None, now)
 
-class Outcome(enum.StrEnum):
-    SUCCESS = "success"
-    FAILURE = "failure"
-    THROTTLED = "throttled"
-    DENIED = "denied"
+    def retry_after(self, now: datetime) -> int | None:
+        """Whole seconds until the key may try again, or ``None`` if it is not blocked."""
+        if self.blocked_until is None or now >= self.blocked_until:
+            return None
+        return max(1, math.ceil((self.blocked_until - now).total_seconds()))
 
+    def failed(self, now: datetime, conf: ThrottleSettings) -> ThrottleState:
+        """One failure more at ``now``: the count starts again after ``forget_after``."""
+        forgotten = now - self.last_failure_at > conf.forget_after
+        failures = 1 if forgotten else self.failures + 1
+        delay = conf.delay(failures)
+        return ThrottleState(self.key, failures, now + delay if delay else None, now)
 
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """R60: who did what to whom, when, and how it ended. Never a secret."""
+    def undone(self, conf: ThrottleSettings) -> ThrottleState | None:
+        """One failure taken back (it was counted in advance for an attempt that succeeded).
 
-    at: datetime
-    action: str
-    outcome: Outcome
-    account_id: str | None
-    actor_id: str | None
-    target_id: str | None
-    reason: str | None = None
-    actor: str = "user"  # "user", "operator" or "anonymous"
+        ``None`` when no failure is left, i.e. the row can go.
+        """
+        if self.failures <= 1:
+            return None
+        failures = self.failures - 1
+        delay = conf.delay(failures)
+        blocked = self.last_failure_at + delay if delay else None
+        return ThrottleState(self.key, failures, blocked, self.last_failure_at)

@@ -28,14 +28,13 @@ from ._codes import (
     parse_code,
     secret_key,
 )
+from ._audit import AuditEvent, Outcome
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import (
     Account,
-    AuditEvent,
     BackupCodeSet,
     ChallengeKind,
     LoginChallenge,
-    Outcome,
     Role,
     SessionRecord,
     ThrottleState,

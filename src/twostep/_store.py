@@ -14,7 +14,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
-from ._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
+from ._audit import AuditEvent
+from ._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
 
 __all__ = ["Store", "Transaction"]
 

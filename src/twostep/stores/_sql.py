@@ -6,13 +6,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .._audit import AuditEvent, Outcome
 from .._domain import (
     Account,
-    AuditEvent,
     BackupCodeSet,
     ChallengeKind,
     LoginChallenge,
-    Outcome,
     Role,
     SessionRecord,
     ThrottleState,

@@ -8,7 +8,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
+from .._audit import AuditEvent
+from .._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
 from .._errors import EmailTaken
 
 __all__ = ["InMemoryStore"]

@@ -26,7 +26,8 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
+from .._audit import AuditEvent
+from .._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from . import _sql
 from ._sql import (

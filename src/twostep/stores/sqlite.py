@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .._domain import Account, AuditEvent, LoginChallenge, SessionRecord, ThrottleState, User
+from .._audit import AuditEvent
+from .._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from . import _sql
 from ._sql import (

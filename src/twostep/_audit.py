@@ -1,0 +1,66 @@
+"""The audit trail's vocabulary (R60): what was done, how it ended, and the event itself.
+
+Every event names its action with an :class:`AuditAction`. A refusal is recorded under
+the same action as the success it was refused: a wrong code given to turn 2FA off is a
+``two_factor_disabled`` event with outcome ``failure``, a member asking to require 2FA is
+a ``two_factor_required`` event with outcome ``denied``. Nothing secret goes in an event.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["AuditAction", "AuditEvent", "Outcome"]
+
+
+class AuditAction(enum.StrEnum):
+    """Every action the audit trail records; the comment says what its success means."""
+
+    ACCOUNT_CREATED = "account_created"  # an operator created an account
+    USER_CREATED = "user_created"  # an operator created a user
+    LOGIN_PASSWORD = "login_password"  # noqa: S105 (a name, not a password); step 1 passed and a code is asked for (R1)
+    # A session was born (reason: the second step passed, "otp", "backup_code",
+    # "enrolled", or none). Failures of either step, dead challenges and throttled
+    # attempts of a login are recorded under it too.
+    LOGIN = "login"
+    LOGOUT = "logout"  # a session ended at its user's request
+    ENROLLMENT_STARTED = "enrollment_started"  # a new secret is waiting for its first code
+    TWO_FACTOR_ENABLED = "two_factor_enabled"  # a first code confirmed an enrolment (R10)
+    TWO_FACTOR_DISABLED = "two_factor_disabled"  # a user turned their own 2FA off (R31)
+    RESET_STARTED = "reset_started"  # a user began moving to a new phone (R40)
+    # 2FA was reset: by its user on a new phone ("new_device", R40), by an owner
+    # ("by_owner", R41) or by the installation's operator ("out_of_band", R42).
+    TWO_FACTOR_RESET = "two_factor_reset"
+    BACKUP_CODES_REGENERATED = "backup_codes_regenerated"  # a fresh set replaced the old (R5)
+    TWO_FACTOR_REQUIRED = "two_factor_required"  # an owner required 2FA for all (R20, R21)
+    TWO_FACTOR_OPTIONAL = "two_factor_optional"  # an owner made 2FA optional again (R22)
+    # Reading the 2FA overview and the audit trail (R50, R60): only refusals are recorded.
+    OVERVIEW_VIEWED = "overview_viewed"
+    AUDIT_TRAIL_VIEWED = "audit_trail_viewed"
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"  # a wrong password or code, a dead challenge, a missing enrolment
+    THROTTLED = "throttled"  # refused before any check, because of earlier failures (R6)
+    DENIED = "denied"  # the policy refused (R20-R50)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """R60: who did what to whom, when, and how it ended. Never a secret.
+
+    ``action`` is an :class:`AuditAction` for every event written by this version;
+    events read back from a store are plain strings that compare equal to it.
+    """
+
+    at: datetime
+    action: str
+    outcome: Outcome
+    account_id: str | None
+    actor_id: str | None
+    target_id: str | None
+    reason: str | None = None
+    actor: str = "user"  # "user", "operator" or "anonymous"
