@@ -16,9 +16,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import twostep as ts
 from tests import pgserver
 from twostep._audit import AuditEvent, Outcome
-from twostep._domain import Role, User
+from twostep._domain import Role, ThrottleKey, ThrottleScope, ThrottleState, User
 from twostep.stores._sql import MIGRATIONS, SCHEMA_VERSION
-from twostep.stores.postgres import PostgresStore
+from twostep.stores.postgres import LOCK_THROTTLES, PostgresStore
 
 pytestmark = pytest.mark.postgres
 
@@ -137,6 +137,30 @@ def test_a_taken_email_leaves_the_transaction_usable(dsn: str) -> None:
     with store.transaction(write=False) as tx:
         assert [u.id for u in tx.users_of("a1")] == ["u1", "u3"]
     store.close()
+
+
+def test_a_throttle_key_is_stored_and_locked_as_the_same_text_as_before(dsn: str) -> None:
+    # The column holds ``key.stored`` and the advisory lock hashes that text, as when
+    # keys were strings: servers of both versions find the same rows and take the same
+    # locks during a rolling upgrade.
+    store = PostgresStore(dsn)
+    key = ThrottleKey(ThrottleScope.USER, "u1")
+    with store.transaction() as tx:
+        tx.put_throttle(ThrottleState(key, 3, None, NOW))
+    with store.transaction() as tx:
+        assert tx.get_throttle(key) == ThrottleState(key, 3, None, NOW)
+        held = tx._conn.execute(
+            "SELECT classid::bigint, objid::bigint, objsubid FROM pg_locks "
+            "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        ).fetchall()
+        expected = tx._conn.execute(
+            "SELECT %s::bigint, hashtext('user:u1')::bigint & 4294967295", (LOCK_THROTTLES,)
+        ).fetchone()
+        stored = tx._conn.execute("SELECT key FROM throttles").fetchall()
+    store.close()
+    assert expected is not None
+    assert held == [(*expected, 2)]
+    assert stored == [("user:u1",)]
 
 
 def test_write_transactions_are_read_committed_whatever_the_server_default(dsn: str) -> None:

@@ -21,6 +21,8 @@ from twostep._domain import (
     LoginChallenge,
     Role,
     SessionRecord,
+    ThrottleKey,
+    ThrottleScope,
     ThrottleState,
     TwoFactorState,
     User,
@@ -87,7 +89,9 @@ def _fill(tx: _Tx, *, audit: bool = True) -> None:
         LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5), 2)
     )
     tx.put_session(SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4))
-    tx.put_throttle(ThrottleState("user:u1", 3, T0 + timedelta(seconds=8), T0))
+    tx.put_throttle(
+        ThrottleState(ThrottleKey(ThrottleScope.USER, "u1"), 3, T0 + timedelta(seconds=8), T0)
+    )
     for event in EVENTS if audit else []:
         tx.add_audit(event)
 
@@ -170,6 +174,25 @@ def test_a_database_made_at_version_2_has_the_same_layout_as_a_migrated_one(
             return set(db.execute("SELECT type, name FROM sqlite_master"))
 
     assert layout(tmp_path / "old.db") == layout(tmp_path / "new.db")
+
+
+def test_a_throttle_key_is_stored_as_the_same_text_as_before(tmp_path: Path) -> None:
+    # The column holds ``key.stored``, as when keys were strings: rows written by an
+    # older twostep are found, and no migration was needed.
+    store = ts.SQLiteStore(tmp_path / "t.db")
+    old = ThrottleKey(ThrottleScope.EMAIL, "ann@example.com")
+    with store.transaction() as tx:
+        tx._db.execute(
+            "INSERT INTO throttles (key, failures, blocked_until, last_failure_at) "
+            "VALUES ('email:ann@example.com', 2, NULL, ?)",
+            (_sql.to_us(T0),),
+        )
+        tx.put_throttle(ThrottleState(ThrottleKey(ThrottleScope.CLIENT, "::1"), 1, None, T0))
+    with store.transaction(write=False) as tx:
+        assert tx.get_throttle(old) == ThrottleState(old, 2, None, T0)
+        keys = sorted(r[0] for r in tx._db.execute("SELECT key FROM throttles"))
+    store.close()
+    assert keys == ["client:::1", "email:ann@example.com"]
 
 
 # -- what a login writes ----------------------------------------------------------------------
@@ -259,3 +282,23 @@ def test_a_rolled_back_partial_update_leaves_the_user_as_it_was(
     with pytest.raises(RuntimeError):
         crash()
     assert _user(store) == before
+
+
+def test_a_throttle_found_missing_is_not_deleted_but_one_written_since_is(
+    traced: tuple[ts.SQLiteStore, list[str]],
+) -> None:
+    store, statements = traced
+    key = ThrottleKey(ThrottleScope.USER, "nobody")
+    with store.transaction() as tx:
+        assert tx.get_throttle(key) is None
+        tx.delete_throttle(key)  # found missing under the write lock: no statement
+    assert not [s for s in statements if s.startswith("DELETE")]
+    with store.transaction() as tx:
+        assert tx.get_throttle(key) is None
+        tx.put_throttle(ThrottleState(key, 1, None, T0))
+        tx.delete_throttle(key)
+    assert [s for s in statements if s.startswith("DELETE")] == [
+        "DELETE FROM throttles WHERE key = 'user:nobody'"
+    ]
+    with store.transaction(write=False) as tx:
+        assert tx.get_throttle(key) is None

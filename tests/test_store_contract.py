@@ -20,6 +20,8 @@ from twostep._domain import (
     ChallengeKind,
     LoginChallenge,
     SessionRecord,
+    ThrottleKey,
+    ThrottleScope,
     ThrottleState,
     TwoFactorState,
 )
@@ -29,6 +31,7 @@ from .conftest import make_store
 STORE_KINDS = ["memory", "sqlite", "postgres"]
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+USER_U1 = ThrottleKey(ThrottleScope.USER, "u1")
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -279,24 +282,47 @@ def test_session_round_trip_and_delete(contract_store: ts.Store) -> None:
 
 
 def test_throttle_round_trip_update_and_delete(contract_store: ts.Store) -> None:
-    first = ThrottleState("user:u1", 1, None, T0)
+    email = ThrottleKey(ThrottleScope.EMAIL, "a@example.test")
+    first = ThrottleState(USER_U1, 1, None, T0)
     with contract_store.transaction() as tx:
         assert tx.get_throttle(first.key) is None
         tx.put_throttle(first)
-        tx.put_throttle(ThrottleState("email:a@example.test", 2, None, T0))
+        tx.put_throttle(ThrottleState(email, 2, None, T0))
     with contract_store.transaction(write=False) as tx:
         assert tx.get_throttle(first.key) == first
-    blocked = ThrottleState("user:u1", 6, T0 + timedelta(seconds=2, microseconds=5), T0)
+    blocked = ThrottleState(USER_U1, 6, T0 + timedelta(seconds=2, microseconds=5), T0)
     with contract_store.transaction() as tx:
         tx.put_throttle(blocked)
     with contract_store.transaction(write=False) as tx:
         assert tx.get_throttle(first.key) == blocked
     with contract_store.transaction() as tx:
         tx.delete_throttle(first.key)
-        tx.delete_throttle("never existed")
+        tx.delete_throttle(ThrottleKey(ThrottleScope.CLIENT, "never existed"))
     with contract_store.transaction(write=False) as tx:
         assert tx.get_throttle(first.key) is None
-        assert tx.get_throttle("email:a@example.test") is not None
+        assert tx.get_throttle(email) is not None
+
+
+def test_throttle_keys_of_each_scope_are_separate_counters(contract_store: ts.Store) -> None:
+    # One subject under every scope, and subjects that hold the separator (an IPv6
+    # client key, an email with a colon): each key is its own counter, and a read
+    # gives back the key it was asked for.
+    subjects = ["x", "2001:db8::1", "a:b@example.test", ""]
+    keys = [ThrottleKey(scope, subject) for scope in ThrottleScope for subject in subjects]
+    states = [ThrottleState(key, n + 1, None, T0) for n, key in enumerate(keys)]
+    with contract_store.transaction() as tx:
+        for state in states:
+            tx.put_throttle(state)
+    with contract_store.transaction(write=False) as tx:
+        found = [tx.get_throttle(key) for key in keys]
+    assert found == states
+    assert all(state is not None and type(state.key) is ThrottleKey for state in found)
+    assert all(state is not None and type(state.key.scope) is ThrottleScope for state in found)
+    with contract_store.transaction() as tx:
+        tx.delete_throttle(ThrottleKey(ThrottleScope.CLIENT, "2001:db8::1"))
+    with contract_store.transaction(write=False) as tx:
+        gone = {key for key in keys if tx.get_throttle(key) is None}
+    assert gone == {ThrottleKey(ThrottleScope.CLIENT, "2001:db8::1")}
 
 
 # -- the audit trail ------------------------------------------------------------------------
@@ -363,7 +389,7 @@ def test_an_exception_rolls_everything_back(contract_store: ts.Store) -> None:
             LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5))
         )
         tx.put_session(SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0))
-        tx.put_throttle(ThrottleState("user:u1", 3, None, T0))
+        tx.put_throttle(ThrottleState(USER_U1, 3, None, T0))
         tx.add_audit(event(1))
 
     with pytest.raises(Boom):
@@ -377,7 +403,7 @@ def test_an_exception_rolls_everything_back(contract_store: ts.Store) -> None:
         assert tx.get_user("u1") == user("u1", "a@example.test")
         assert tx.get_challenge("c" * 64) is None
         assert tx.get_session("s" * 64) is None
-        assert tx.get_throttle("user:u1") is None
+        assert tx.get_throttle(USER_U1) is None
         assert tx.audit_events("acc1", 10) == []
         assert [u.id for u in tx.users_of("acc1")] == ["u1"]
     # The store still works after a rollback, and the rolled-back email is free.
@@ -385,7 +411,7 @@ def test_an_exception_rolls_everything_back(contract_store: ts.Store) -> None:
 
 
 def put_short_lived(
-    store: ts.Store, throttle_key: str
+    store: ts.Store, throttle_key: ThrottleKey
 ) -> tuple[LoginChallenge, SessionRecord, ThrottleState]:
     """A challenge, a session and a throttle row of user u1, all from T0, committed."""
     challenge = LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5))
@@ -400,7 +426,7 @@ def put_short_lived(
 
 def test_a_rollback_also_undoes_deletes(contract_store: ts.Store) -> None:
     seed(contract_store, user("u1", "a@example.test"))
-    challenge, session, throttle = put_short_lived(contract_store, "user:u1")
+    challenge, session, throttle = put_short_lived(contract_store, USER_U1)
 
     def writes(tx: ts.Transaction) -> None:
         tx.delete_challenge(challenge.token_hash)
@@ -439,13 +465,13 @@ def test_purge_expired_deletes_only_what_has_expired(contract_store: ts.Store) -
                 LoginChallenge(f"c{n}", "u1", ChallengeKind.CODE, T0, expires_at=expires)
             )
             tx.put_session(SessionRecord(f"s{n}", "u1", "acc1", T0, expires, 0, 0))
-        tx.put_throttle(ThrottleState("user:u1", 1, None, T0))
+        tx.put_throttle(ThrottleState(USER_U1, 1, None, T0))
     with contract_store.transaction() as tx:
         assert tx.purge_expired(now, throttles_before=T0) == 4
     with contract_store.transaction(write=False) as tx:
         assert [tx.get_challenge(f"c{n}") is None for n in range(3)] == [True, True, False]
         assert [tx.get_session(f"s{n}") is None for n in range(3)] == [True, True, False]
-        assert tx.get_throttle("user:u1") is not None
+        assert tx.get_throttle(USER_U1) is not None
         assert tx.get_user("u1") is not None
     with contract_store.transaction() as tx:
         assert tx.purge_expired(now, throttles_before=T0) == 0
@@ -457,22 +483,28 @@ def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
     now = T0 + timedelta(days=3)
     cutoff = now - timedelta(days=1)
     tick = timedelta(microseconds=1)
-    rows = {
+    email, client, user_ = ThrottleScope.EMAIL, ThrottleScope.CLIENT, ThrottleScope.USER
+    states = [
         # dead: not blocking, last failure before the cutoff
-        "email:old@example.test": ThrottleState("email:old@example.test", 4, None, cutoff - tick),
-        "client:198.51.100.7": ThrottleState(
-            "client:198.51.100.7", 30, now - timedelta(hours=1), cutoff - timedelta(hours=5)
+        ThrottleState(ThrottleKey(email, "old@example.test"), 4, None, cutoff - tick),
+        ThrottleState(
+            ThrottleKey(client, "198.51.100.7"),
+            30,
+            now - timedelta(hours=1),
+            cutoff - timedelta(hours=5),
         ),
-        "user:unblocked-now": ThrottleState("user:unblocked-now", 9, now, T0),
+        ThrottleState(ThrottleKey(user_, "unblocked-now"), 9, now, T0),
         # alive: still blocking, or a failure at or after the cutoff
-        "user:still-blocked": ThrottleState("user:still-blocked", 40, now + tick, T0),
-        "email:at-cutoff@example.test": ThrottleState(
-            "email:at-cutoff@example.test", 2, None, cutoff
+        ThrottleState(ThrottleKey(user_, "still-blocked"), 40, now + tick, T0),
+        ThrottleState(ThrottleKey(email, "at-cutoff@example.test"), 2, None, cutoff),
+        ThrottleState(
+            ThrottleKey(email, "recent@example.test"),
+            7,
+            now + timedelta(seconds=8),
+            now - timedelta(seconds=1),
         ),
-        "email:recent@example.test": ThrottleState(
-            "email:recent@example.test", 7, now + timedelta(seconds=8), now - timedelta(seconds=1)
-        ),
-    }
+    ]
+    rows = {state.key: state for state in states}
     with contract_store.transaction() as tx:
         for state in rows.values():
             tx.put_throttle(state)
@@ -482,9 +514,9 @@ def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
         kept = {key for key in rows if tx.get_throttle(key) is not None}
         assert all(tx.get_throttle(key) == rows[key] for key in kept)
     assert kept == {
-        "user:still-blocked",
-        "email:at-cutoff@example.test",
-        "email:recent@example.test",
+        ThrottleKey(user_, "still-blocked"),
+        ThrottleKey(email, "at-cutoff@example.test"),
+        ThrottleKey(email, "recent@example.test"),
     }
     with contract_store.transaction() as tx:
         assert tx.purge_expired(now, throttles_before=cutoff) == 0
@@ -539,7 +571,9 @@ def test_a_rolled_back_purge_restores_everything(contract_store: ts.Store) -> No
     lapsed = full_user("u1", "lapsed@example.test")
     now = T0 + timedelta(days=2)
     seed(contract_store, lapsed)
-    challenge, session, throttle = put_short_lived(contract_store, "email:lapsed@example.test")
+    challenge, session, throttle = put_short_lived(
+        contract_store, ThrottleKey(ThrottleScope.EMAIL, "lapsed@example.test")
+    )
 
     def writes(tx: ts.Transaction) -> None:
         assert tx.purge_expired(now, throttles_before=now - timedelta(days=1)) == 4

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ._audit import AuditEvent
-from ._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
+from ._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 
 __all__ = ["Store", "Transaction"]
 
@@ -51,9 +51,17 @@ class Transaction(Protocol):
     def put_session(self, session: SessionRecord) -> None: ...
     def delete_session(self, token_hash: str) -> None: ...
 
-    def get_throttle(self, key: str) -> ThrottleState | None: ...
-    def put_throttle(self, state: ThrottleState) -> None: ...
-    def delete_throttle(self, key: str) -> None: ...
+    def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
+        """The counter under ``key``, or ``None``; the state it returns has this very key."""
+        ...
+
+    def put_throttle(self, state: ThrottleState) -> None:
+        """Insert or replace the counter under ``state.key``."""
+        ...
+
+    def delete_throttle(self, key: ThrottleKey) -> None:
+        """Remove the counter under ``key``; a key without one is no error."""
+        ...
 
     def add_audit(self, event: AuditEvent) -> None: ...
     def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:

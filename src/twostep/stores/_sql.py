@@ -14,6 +14,7 @@ from .._domain import (
     LoginChallenge,
     Role,
     SessionRecord,
+    ThrottleKey,
     ThrottleState,
     TwoFactorState,
     User,
@@ -420,12 +421,17 @@ def session_of(r: Sequence[Any]) -> SessionRecord:
 
 
 def throttle_row(t: ThrottleState) -> tuple[Any, ...]:
-    return (t.key, t.failures, opt_us(t.blocked_until), to_us(t.last_failure_at))
+    """The row of a counter: its key is stored as ``key.stored``, e.g. ``"user:u1"``."""
+    return (t.key.stored, t.failures, opt_us(t.blocked_until), to_us(t.last_failure_at))
 
 
-def throttle_of(r: Sequence[Any]) -> ThrottleState:
+def throttle_of(key: ThrottleKey, r: Sequence[Any]) -> ThrottleState:
+    """The counter read under ``key`` (a ``THROTTLE_COLUMNS`` row found by ``key.stored``).
+
+    The state gets the key that was asked for: the stored text is never parsed back.
+    """
     return ThrottleState(
-        key=r[0], failures=r[1], blocked_until=opt_dt(r[2]), last_failure_at=from_us(r[3])
+        key=key, failures=r[1], blocked_until=opt_dt(r[2]), last_failure_at=from_us(r[3])
     )
 
 

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from .._audit import AuditEvent
-from .._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
+from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken
 
 __all__ = ["InMemoryStore"]
@@ -112,13 +112,13 @@ class _Tx:
     def delete_session(self, token_hash: str) -> None:
         self._set(self._s.sessions, token_hash, _MISSING)
 
-    def get_throttle(self, key: str) -> ThrottleState | None:
+    def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
         return self._s.throttles.get(key)
 
     def put_throttle(self, state: ThrottleState) -> None:
         self._set(self._s.throttles, state.key, state)
 
-    def delete_throttle(self, key: str) -> None:
+    def delete_throttle(self, key: ThrottleKey) -> None:
         if key in self._s.throttles:
             self._set(self._s.throttles, key, _MISSING)
 
@@ -153,8 +153,8 @@ class _Tx:
             self.delete_challenge(key)
         for key in dead_s:
             self.delete_session(key)
-        for key in dead_t:
-            self.delete_throttle(key)
+        for throttle_key in dead_t:
+            self.delete_throttle(throttle_key)
         for user in lapsed:
             state = replace(user.two_factor, pending_secret=None, pending_expires_at=None)
             self.put_user(replace(user, two_factor=state))
@@ -172,7 +172,7 @@ class InMemoryStore:
         self.members: dict[str, set[str]] = {}
         self.challenges: dict[str, LoginChallenge] = {}
         self.sessions: dict[str, SessionRecord] = {}
-        self.throttles: dict[str, ThrottleState] = {}
+        self.throttles: dict[ThrottleKey, ThrottleState] = {}
         self.audit: list[AuditEvent] = []
 
     def __repr__(self) -> str:

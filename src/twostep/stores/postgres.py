@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from .._audit import AuditEvent
-from .._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
+from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from . import _sql
 from ._sql import (
@@ -171,28 +171,32 @@ class _Tx:
     def delete_session(self, token_hash: str) -> None:
         self._conn.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))
 
-    def _lock_throttle(self, key: str) -> None:
+    def _lock_throttle(self, stored: str) -> None:
         # FOR UPDATE on a counter that does not exist yet locks nothing, and two first
         # failures would both write 1. The advisory lock exists whether or not the row
-        # does; it is held until the transaction ends. A hash collision only makes two
-        # keys wait for each other.
+        # does; it is held until the transaction ends. It hashes the key as stored
+        # (``key.stored``), so servers of older versions take the same lock. A hash
+        # collision only makes two keys wait for each other.
         if self._write:
             self._conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_THROTTLES, key)
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_THROTTLES, stored)
             )
 
-    def get_throttle(self, key: str) -> ThrottleState | None:
-        self._lock_throttle(key)
-        row = self._one(f"SELECT {THROTTLE_COLUMNS} FROM throttles WHERE key = %s", (key,))
-        return None if row is None else _sql.throttle_of(row)
+    def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
+        stored = key.stored
+        self._lock_throttle(stored)
+        row = self._one(f"SELECT {THROTTLE_COLUMNS} FROM throttles WHERE key = %s", (stored,))
+        return None if row is None else _sql.throttle_of(key, row)
 
     def put_throttle(self, state: ThrottleState) -> None:
-        self._lock_throttle(state.key)
-        self._conn.execute(_PUT_THROTTLE, _sql.throttle_row(state))
+        row = _sql.throttle_row(state)
+        self._lock_throttle(row[0])
+        self._conn.execute(_PUT_THROTTLE, row)
 
-    def delete_throttle(self, key: str) -> None:
-        self._lock_throttle(key)
-        self._conn.execute("DELETE FROM throttles WHERE key = %s", (key,))
+    def delete_throttle(self, key: ThrottleKey) -> None:
+        stored = key.stored
+        self._lock_throttle(stored)
+        self._conn.execute("DELETE FROM throttles WHERE key = %s", (stored,))
 
     def add_audit(self, event: AuditEvent) -> None:
         self._conn.execute(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._audit import AuditEvent
-from .._domain import Account, LoginChallenge, SessionRecord, ThrottleState, User
+from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from . import _sql
 from ._sql import (
@@ -97,7 +97,9 @@ def _update_user(columns: tuple[int, ...]) -> str:
 class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db.cursor()  # one cursor for the whole transaction: rows are read at once
-        # Throttle keys this transaction found without a row: nothing to delete.
+        # Throttle keys (as stored: ``key.stored``) this transaction found without a
+        # row: nothing to delete. The text is at hand for the query anyway, and it
+        # hashes cheaper than a ThrottleKey.
         self._no_throttle: set[str] = set()
         # Users as read in this transaction (the write lock keeps them current), so
         # that put_user writes only the columns that changed: a login changes one, and
@@ -179,21 +181,24 @@ class _Tx:
     def delete_session(self, token_hash: str) -> None:
         self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
 
-    def get_throttle(self, key: str) -> ThrottleState | None:
-        row = self._one(_GET_THROTTLE, (key,))
+    def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
+        stored = key.stored
+        row = self._one(_GET_THROTTLE, (stored,))
         if row is None:
-            self._no_throttle.add(key)
+            self._no_throttle.add(stored)
             return None
-        return _sql.throttle_of(row)
+        return _sql.throttle_of(key, row)
 
     def put_throttle(self, state: ThrottleState) -> None:
-        self._no_throttle.discard(state.key)
-        self._db.execute(_PUT_THROTTLE, _sql.throttle_row(state))
+        row = _sql.throttle_row(state)
+        self._no_throttle.discard(row[0])
+        self._db.execute(_PUT_THROTTLE, row)
 
-    def delete_throttle(self, key: str) -> None:
+    def delete_throttle(self, key: ThrottleKey) -> None:
         # The write lock is held since the read: a key found without a row still has none.
-        if key not in self._no_throttle:
-            self._db.execute("DELETE FROM throttles WHERE key = ?", (key,))
+        stored = key.stored
+        if stored not in self._no_throttle:
+            self._db.execute("DELETE FROM throttles WHERE key = ?", (stored,))
 
     def add_audit(self, event: AuditEvent) -> None:
         row = _sql.audit_row(event)
