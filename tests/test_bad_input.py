@@ -15,6 +15,7 @@ from functools import partial
 import pytest
 
 import twostep as ts
+from twostep._domain import ThrottleKey, ThrottleScope
 from twostep.testing import Phone
 
 from .conftest import PASSWORD, World, ask_code, store_snapshot
@@ -173,7 +174,7 @@ def test_r61_a_wrong_code_is_counted_and_audited_only(
     assert events[0].actor_id == user_id
     assert events[0].reason == "wrong"
     with scene.store.transaction(write=False) as tx:
-        throttle = tx.get_throttle(f"user:{user_id}")
+        throttle = tx.get_throttle(ThrottleKey(ThrottleScope.USER, user_id))
     assert throttle is not None
     assert throttle.failures == 1
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import pytest
 
 import twostep as ts
+from twostep._domain import ThrottleKey, ThrottleScope
 from twostep.testing import FAST, ManualClock, Phone
 
 WORKERS = 8
@@ -221,7 +222,7 @@ class Arena:
         assert all(isinstance(s, ts.CodeRequired) for s in steps)
         return [s.challenge for s in steps if isinstance(s, ts.CodeRequired)]
 
-    def failures(self, key: str) -> int:
+    def failures(self, key: ThrottleKey) -> int:
         with self.store.transaction(write=False) as tx:
             state = tx.get_throttle(key)
         return 0 if state is None else state.failures
@@ -413,7 +414,11 @@ def test_r6_parallel_failures_lose_no_throttle_increment(arena: Arena) -> None: 
     # Guesses at an unknown email lock no user row: only the store's own locking
     # keeps their counters (and the client's, shared with the code guesses) exact.
     nobody = f"nobody-{uuid.uuid4().hex}@race.test"
-    keys = [f"user:{user.id}", f"email:{nobody}", f"client:{client}"]
+    keys = [
+        ThrottleKey(ThrottleScope.USER, user.id),
+        ThrottleKey(ThrottleScope.EMAIL, nobody),
+        ThrottleKey(ThrottleScope.CLIENT, client),
+    ]
     half = WORKERS // 2
     for _ in range(arena.rounds):
         with arena.store.transaction() as tx:  # every counter starts missing: the hard case

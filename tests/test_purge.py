@@ -12,14 +12,16 @@ from datetime import timedelta
 import pytest
 
 import twostep as ts
+from twostep._domain import ThrottleKey, ThrottleScope
 from twostep.testing import FAST, ManualClock, Phone
 
 from .conftest import PASSWORD, World
 
 UNKNOWN = "nobody@unknown.test"
+UNKNOWN_KEY = ThrottleKey(ThrottleScope.EMAIL, UNKNOWN)
 
 
-def failures(store: ts.Store, key: str) -> int | None:
+def failures(store: ts.Store, key: ThrottleKey) -> int | None:
     """The stored count of a throttle key; ``None`` when it has no row."""
     with store.transaction(write=False) as tx:
         state = tx.get_throttle(key)
@@ -91,19 +93,19 @@ def test_r6_a_forgotten_email_counter_is_removed_and_counting_starts_from_1(
         wrong_password(service, UNKNOWN)
     with pytest.raises(ts.Throttled):
         service.login(UNKNOWN, PASSWORD)
-    assert failures(store, f"email:{UNKNOWN}") == FAST.password_throttle.free_failures + 1
+    assert failures(store, UNKNOWN_KEY) == FAST.password_throttle.free_failures + 1
     clock.advance((forget - timedelta(hours=2)).total_seconds())
     for _ in range(3):
         wrong_password(service, world.member.email)
     clock.advance(timedelta(hours=2, seconds=1).total_seconds())
 
     assert service.purge_expired() == 1  # the member's counter is recent: it stays
-    assert failures(store, f"email:{UNKNOWN}") is None
-    assert failures(store, f"email:{world.member.email}") == 3
+    assert failures(store, UNKNOWN_KEY) is None
+    assert failures(store, ThrottleKey(ThrottleScope.EMAIL, world.member.email)) == 3
     wrong_password(service, UNKNOWN)
-    assert failures(store, f"email:{UNKNOWN}") == 1
+    assert failures(store, UNKNOWN_KEY) == 1
     wrong_password(service, world.member.email)
-    assert failures(store, f"email:{world.member.email}") == 4
+    assert failures(store, ThrottleKey(ThrottleScope.EMAIL, world.member.email)) == 4
 
 
 def test_r6_a_counter_stays_while_it_blocks_and_until_the_longest_forget_after(
@@ -125,7 +127,7 @@ def test_r6_a_counter_stays_while_it_blocks_and_until_the_longest_forget_after(
     service = ts.TwoStep(store, issuer="Acme", clock=clock, settings=settings, cipher=keyring)
     wrong_password(service, UNKNOWN)
     wrong_password(service, UNKNOWN)
-    key = f"email:{UNKNOWN}"
+    key = UNKNOWN_KEY
 
     clock.advance(2 * 3_600)
     assert service.purge_expired() == 0  # forgotten for counting, but still blocking

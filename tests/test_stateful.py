@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import twostep as ts
+from twostep._domain import ThrottleKey, ThrottleScope
 from twostep.testing import FAST, ManualClock, Phone
 
 PASSWORD = "correct horse battery"
@@ -622,8 +623,8 @@ class TwoStepMachine(RuleBasedStateMachine):
                 assert stored.two_factor.pending_expires_at == u.pending_expires
                 assert (stored.two_factor.pending_secret is None) == (u.pending is None)
                 for key, t in (
-                    (f"email:{u.user.email_key}", self.email_throttle[name]),
-                    (f"user:{u.user.id}", self.code_throttle[name]),
+                    (ThrottleKey(ThrottleScope.EMAIL, u.user.email_key), self.email_throttle[name]),
+                    (ThrottleKey(ThrottleScope.USER, u.user.id), self.code_throttle[name]),
                 ):
                     row = tx.get_throttle(key)
                     if t.last_failure is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import twostep as ts
+from twostep._domain import ThrottleKey, ThrottleScope
 from twostep._passwords import Passwords
 from twostep.testing import FAST, ManualClock, Phone
 
@@ -26,8 +27,9 @@ YEAR_DAYS = 365
 
 
 def failures(store: ts.Store, key: str) -> int:
+    scope, _, subject = key.partition(":")  # "user:<id>": the key as stores keep it
     with store.transaction(write=False) as tx:
-        state = tx.get_throttle(key)
+        state = tx.get_throttle(ThrottleKey(ThrottleScope(scope), subject))
     return 0 if state is None else state.failures
 
 
