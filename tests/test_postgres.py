@@ -17,7 +17,7 @@ import twostep as ts
 from tests import pgserver
 from twostep._audit import AuditEvent, Outcome
 from twostep._domain import Role, ThrottleKey, ThrottleScope, ThrottleState, User
-from twostep.stores._sql import MIGRATIONS, SCHEMA_VERSION
+from twostep.stores._migrations import MIGRATIONS, SCHEMA_VERSION
 from twostep.stores.postgres import LOCK_THROTTLES, PostgresStore
 
 pytestmark = pytest.mark.postgres

@@ -6,6 +6,7 @@ only SQLite does: the schema version 2 layout, and writing only the changed colu
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from twostep._domain import (
     TwoFactorState,
     User,
 )
-from twostep.stores import _sql
+from twostep.stores import _migrations, _sql
 from twostep.stores.sqlite import _Tx
 
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -98,7 +99,7 @@ def _fill(tx: _Tx, *, audit: bool = True) -> None:
 
 def _version_1_database(path: Path) -> None:
     db = sqlite3.connect(path, isolation_level=None)
-    for statement in _sql.SQLITE.statements(_sql.MIGRATIONS[0][1]):
+    for statement in _migrations.SQLITE.statements(_migrations.MIGRATIONS[0][1]):
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     db.execute("BEGIN")
@@ -110,6 +111,30 @@ def _version_1_database(path: Path) -> None:
         )
     db.execute("COMMIT")
     db.close()
+
+
+#: SHA-256 of each released migration's statements as each dialect runs them. A released
+#: migration is never edited (databases were made with it): add the next one instead,
+#: and its digests here once it is released.
+RELEASED_MIGRATIONS = {
+    ("sqlite", 1): "8176c09104743b22171f48cdf6c8d2e821579a899a7b0f92f5f743d4c4645162",
+    ("sqlite", 2): "258de59a71e8ad7702ed25c4c891b7b540d78534bb2069f2721945d7f0caca9c",
+    ("postgres", 1): "234a9404d700334d1ff8207c8ec2c3a9dd63eca663be1114918e249905eef39e",
+    ("postgres", 2): "8bd1ece08c8774498ce1b8e7604db01d28e9fdef16b1289c3aaf6faa9409d1d6",
+}
+
+
+def test_released_migrations_are_never_edited() -> None:
+    # Both dialects: this needs no PostgreSQL server, only the SQL it would be sent.
+    found = {
+        (dialect.name, version): hashlib.sha256(
+            "\n;\n".join(dialect.statements(statements)).encode()
+        ).hexdigest()
+        for dialect in (_migrations.SQLITE, _migrations.POSTGRES)
+        for version, statements in _migrations.MIGRATIONS
+        if (dialect.name, version) in RELEASED_MIGRATIONS
+    }
+    assert found == RELEASED_MIGRATIONS
 
 
 def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
@@ -124,7 +149,7 @@ def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
     with pytest.raises(ts.StoreError, match="schema version 1"):
         ts.SQLiteStore(path, migrate=False)  # never migrated behind the operator's back
     store = ts.SQLiteStore(path)
-    assert store.schema_version() == _sql.SCHEMA_VERSION == 2
+    assert store.schema_version() == _migrations.SCHEMA_VERSION == 2
     store.close()
 
     with sqlite3.connect(path) as db:

@@ -1,4 +1,7 @@
-"""What the SQL stores share: versioned, forward-only migrations and row mapping."""
+"""What the SQL stores share: their column lists, row mapping and the purge.
+
+The schema these columns live in, and its migrations, are in ``_migrations``.
+"""
 
 from __future__ import annotations
 
@@ -19,66 +22,34 @@ from .._domain import (
     TwoFactorState,
     User,
 )
-from .._errors import StoreError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Dialect", "Only"]
+__all__ = [
+    "ACCOUNT_COLUMNS",
+    "AUDIT_COLUMNS",
+    "CHALLENGE_COLUMNS",
+    "SESSION_COLUMNS",
+    "THROTTLE_COLUMNS",
+    "USER_COLUMNS",
+    "account_of",
+    "account_row",
+    "audit_of",
+    "audit_row",
+    "challenge_of",
+    "challenge_row",
+    "from_us",
+    "opt_dt",
+    "opt_us",
+    "purge",
+    "session_of",
+    "session_row",
+    "throttle_of",
+    "throttle_row",
+    "to_us",
+    "user_of",
+    "user_row",
+]
 
-
-class Dialect:
-    """The few type names on which SQLite and PostgreSQL differ."""
-
-    def __init__(self, name: str, *, blob: str, bigint: str, serial: str) -> None:
-        self.name = name
-        self.types = {"blob": blob, "bigint": bigint, "serial": serial}
-
-    def render(self, sql: str) -> str:
-        return sql.format(**self.types)
-
-    def statements(self, migration: Sequence[Statement]) -> list[str]:
-        """The statements of a migration that apply to this dialect, rendered."""
-        return [
-            self.render(s if isinstance(s, str) else s.sql)
-            for s in migration
-            if isinstance(s, str) or s.dialect == self.name
-        ]
-
-
-class Only:
-    """A statement for one dialect only (e.g. a SQLite storage layout)."""
-
-    def __init__(self, dialect: str, sql: str) -> None:
-        self.dialect = dialect
-        self.sql = sql
-
-
-Statement = str | Only
-
-SQLITE = Dialect(
-    "sqlite", blob="BLOB", bigint="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT"
-)
-POSTGRES = Dialect("postgres", blob="BYTEA", bigint="BIGINT", serial="BIGSERIAL PRIMARY KEY")
-
-
-def _sqlite_rebuild(
-    table: str, columns: str, create: str, *indexes: str, select: str | None = None
-) -> list[Only]:
-    """SQLite cannot change a table's layout in place: copy it into a new one.
-
-    ``create`` is the new table's ``CREATE TABLE`` statement, naming it ``<table>_new``;
-    ``select`` the old table's values for ``columns`` (by default the same columns).
-    """
-    return [
-        Only("sqlite", create),
-        Only(
-            "sqlite",
-            f"INSERT INTO {table}_new ({columns}) SELECT {select or columns} FROM {table}",
-        ),
-        Only("sqlite", f"DROP TABLE {table}"),
-        Only("sqlite", f"ALTER TABLE {table}_new RENAME TO {table}"),
-        *(Only("sqlite", index) for index in indexes),
-    ]
-
-
+#: The columns of each table, in the order of its row tuples (``*_row``, ``*_of``).
 ACCOUNT_COLUMNS = "id, name, created_at, two_factor_required, session_generation"
 USER_COLUMNS = (
     "id, account_id, email, email_key, role, password_hash, created_at, active, "
@@ -91,167 +62,6 @@ SESSION_COLUMNS = (
 )
 THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at"
 AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason"
-
-#: Forward-only: a migration is never edited once released; add the next one instead.
-MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
-    (
-        1,
-        (
-            """CREATE TABLE accounts (
-                id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                created_at {bigint} NOT NULL,
-                two_factor_required INTEGER NOT NULL,
-                session_generation {bigint} NOT NULL
-            )""",
-            """CREATE TABLE users (
-                id TEXT PRIMARY KEY,
-                account_id TEXT NOT NULL REFERENCES accounts(id),
-                email TEXT NOT NULL,
-                email_key TEXT NOT NULL UNIQUE,
-                role TEXT NOT NULL,
-                password_hash TEXT NOT NULL,
-                created_at {bigint} NOT NULL,
-                active INTEGER NOT NULL,
-                totp_secret TEXT,
-                last_step {bigint},
-                enabled_at {bigint},
-                pending_secret TEXT,
-                pending_expires_at {bigint},
-                backup_salt {blob},
-                backup_digests {blob},
-                backup_used TEXT,
-                session_generation {bigint} NOT NULL
-            )""",
-            "CREATE INDEX users_account ON users (account_id, created_at)",
-            """CREATE TABLE challenges (
-                token_hash TEXT PRIMARY KEY,
-                user_id TEXT NOT NULL,
-                kind TEXT NOT NULL,
-                created_at {bigint} NOT NULL,
-                expires_at {bigint} NOT NULL,
-                attempts INTEGER NOT NULL
-            )""",
-            "CREATE INDEX challenges_expiry ON challenges (expires_at)",
-            """CREATE TABLE sessions (
-                token_hash TEXT PRIMARY KEY,
-                user_id TEXT NOT NULL,
-                account_id TEXT NOT NULL,
-                issued_at {bigint} NOT NULL,
-                expires_at {bigint} NOT NULL,
-                account_generation {bigint} NOT NULL,
-                user_generation {bigint} NOT NULL
-            )""",
-            "CREATE INDEX sessions_expiry ON sessions (expires_at)",
-            """CREATE TABLE throttles (
-                key TEXT PRIMARY KEY,
-                failures INTEGER NOT NULL,
-                blocked_until {bigint},
-                last_failure_at {bigint} NOT NULL
-            )""",
-            """CREATE TABLE audit (
-                id {serial},
-                at {bigint} NOT NULL,
-                account_id TEXT,
-                actor TEXT NOT NULL,
-                actor_id TEXT,
-                action TEXT NOT NULL,
-                target_id TEXT,
-                outcome TEXT NOT NULL,
-                reason TEXT
-            )""",
-            "CREATE INDEX audit_account ON audit (account_id, id)",
-        ),
-    ),
-    (
-        # SQLite: fewer pages written per login. The tables found by a text key keep
-        # their rows in that key's b-tree (WITHOUT ROWID) instead of a rowid table plus
-        # an index; challenges (minutes-lived, few) lose their expiry index. The audit
-        # trail, read per account, is kept in one b-tree ordered by (account, id),
-        # where id counts each account's events (events of no account: ''); it no
-        # longer has a global rowid, an index, nor sqlite_sequence to update on every
-        # insert. PostgreSQL is unchanged.
-        2,
-        (
-            *_sqlite_rebuild(
-                "challenges",
-                CHALLENGE_COLUMNS,
-                """CREATE TABLE challenges_new (
-                    token_hash TEXT PRIMARY KEY,
-                    user_id TEXT NOT NULL,
-                    kind TEXT NOT NULL,
-                    created_at INTEGER NOT NULL,
-                    expires_at INTEGER NOT NULL,
-                    attempts INTEGER NOT NULL
-                ) WITHOUT ROWID""",
-            ),
-            *_sqlite_rebuild(
-                "sessions",
-                SESSION_COLUMNS,
-                """CREATE TABLE sessions_new (
-                    token_hash TEXT PRIMARY KEY,
-                    user_id TEXT NOT NULL,
-                    account_id TEXT NOT NULL,
-                    issued_at INTEGER NOT NULL,
-                    expires_at INTEGER NOT NULL,
-                    account_generation INTEGER NOT NULL,
-                    user_generation INTEGER NOT NULL
-                ) WITHOUT ROWID""",
-                "CREATE INDEX sessions_expiry ON sessions (expires_at)",
-            ),
-            *_sqlite_rebuild(
-                "throttles",
-                THROTTLE_COLUMNS,
-                """CREATE TABLE throttles_new (
-                    key TEXT PRIMARY KEY,
-                    failures INTEGER NOT NULL,
-                    blocked_until INTEGER,
-                    last_failure_at INTEGER NOT NULL
-                ) WITHOUT ROWID""",
-            ),
-            *_sqlite_rebuild(
-                "audit",
-                "id, " + AUDIT_COLUMNS,
-                """CREATE TABLE audit_new (
-                    account_id TEXT NOT NULL,
-                    id INTEGER NOT NULL,
-                    at INTEGER NOT NULL,
-                    actor TEXT NOT NULL,
-                    actor_id TEXT,
-                    action TEXT NOT NULL,
-                    target_id TEXT,
-                    outcome TEXT NOT NULL,
-                    reason TEXT,
-                    PRIMARY KEY (account_id, id)
-                ) WITHOUT ROWID""",
-                select="id, " + AUDIT_COLUMNS.replace("account_id", "coalesce(account_id, '')"),
-            ),
-            # Both: purge_expired finds expired enrolments without reading every user. Only
-            # users with a pending enrolment are in it: it stays small, and writing a user
-            # without one (most logins) leaves it alone.
-            # Throttles get no index on last_failure_at: every failed attempt (and every
-            # password login, counted in advance) would write one more page, while the
-            # purge's scan of the table (about 0.1 s per million rows on SQLite) runs
-            # only now and then.
-            "CREATE INDEX users_pending_expiry ON users (pending_expires_at) "
-            "WHERE pending_expires_at IS NOT NULL",
-        ),
-    ),
-)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-
-def ensure_schema(version: int, *, migrate: bool, apply: Callable[[], object]) -> None:
-    """Refuse a newer schema than this code knows; bring an older one forward or refuse."""
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"the database has schema version {version}, newer than this twostep "
-            f"knows ({SCHEMA_VERSION}): upgrade twostep"
-        )
-    if version < SCHEMA_VERSION:
-        if not migrate:
-            raise StoreError(f"the database has schema version {version}; run `twostep migrate`")
-        apply()
 
 
 def purge(

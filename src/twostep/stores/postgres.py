@@ -30,12 +30,11 @@ from .._audit import AuditEvent
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from . import _sql
+from ._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION, ensure_schema, refuse_newer
 from ._sql import (
     ACCOUNT_COLUMNS,
     AUDIT_COLUMNS,
     CHALLENGE_COLUMNS,
-    MIGRATIONS,
-    SCHEMA_VERSION,
     SESSION_COLUMNS,
     THROTTLE_COLUMNS,
     USER_COLUMNS,
@@ -276,7 +275,7 @@ class PostgresStore:
         try:
             self._pool.open(wait=min_size > 0, timeout=timeout)
             version = self.schema_version()
-            _sql.ensure_schema(version, migrate=migrate, apply=self.migrate)
+            ensure_schema(version, migrate=migrate, apply=self.migrate)
         except psycopg.Error as error:
             self._pool.close()
             raise _store_error(error) from None
@@ -321,14 +320,10 @@ class PostgresStore:
                 "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
             current = self._version(conn)
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the database has schema version {current}, newer than this twostep "
-                    f"knows ({SCHEMA_VERSION}): upgrade twostep"
-                )
+            refuse_newer(current)  # another server may have migrated further meanwhile
             for version, statements in MIGRATIONS:
                 if version > current:
-                    for statement in _sql.POSTGRES.statements(statements):
+                    for statement in POSTGRES.statements(statements):
                         conn.execute(statement.encode())
                     conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (version,))
         return SCHEMA_VERSION

@@ -21,12 +21,11 @@ from .._audit import AuditEvent
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from . import _sql
+from ._migrations import MIGRATIONS, SCHEMA_VERSION, SQLITE, ensure_schema
 from ._sql import (
     ACCOUNT_COLUMNS,
     AUDIT_COLUMNS,
     CHALLENGE_COLUMNS,
-    MIGRATIONS,
-    SCHEMA_VERSION,
     SESSION_COLUMNS,
     THROTTLE_COLUMNS,
     USER_COLUMNS,
@@ -260,7 +259,7 @@ class SQLiteStore:
         self._all_lock = threading.Lock()
         db = self._connection()
         version = self.schema_version()
-        _sql.ensure_schema(version, migrate=migrate, apply=self.migrate)
+        ensure_schema(version, migrate=migrate, apply=self.migrate)
         del db
 
     def __repr__(self) -> str:
@@ -298,7 +297,7 @@ class SQLiteStore:
             current = db.execute("PRAGMA user_version").fetchone()[0]
             for version, statements in MIGRATIONS:
                 if version > current:
-                    for statement in _sql.SQLITE.statements(statements):
+                    for statement in SQLITE.statements(statements):
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {int(version)}")
             db.execute("COMMIT")
