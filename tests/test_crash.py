@@ -152,8 +152,13 @@ class Setup:
         codes = list(self.service.confirm_enrollment(session, phone.code()))
         return session, phone, codes
 
-    def kill_during(self, flow: str, *args: str) -> None:
-        """Run ``flow`` in a child, kill it before it commits; the tables must not change."""
+    def kill_during(self, flow: str, *args: str, counted_for: str | None = None) -> None:
+        """Run ``flow`` in a child, kill it before it commits; the tables must not change.
+
+        A flow that takes a code and does slow work counts the attempt against the user's
+        throttle in a commit of its own first (R6): with ``counted_for``, that one failure
+        of that user is the only change allowed.
+        """
         before = snapshot(self.kind, self.where)
         ctx = multiprocessing.get_context("spawn")
         paused = ctx.Event()
@@ -171,7 +176,13 @@ class Setup:
             if child.is_alive():
                 child.kill()
                 child.join()
-        assert snapshot(self.kind, self.where) == before
+        after = snapshot(self.kind, self.where)
+        if counted_for is not None:
+            old, new = before.pop("throttles"), after.pop("throttles")
+            added = [row for row in new if row not in old]
+            assert [(row[0], row[1]) for row in added] == [(f"user:{counted_for}", 1)]
+            assert [row for row in old if row not in new] == []
+        assert after == before
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -207,7 +218,9 @@ def setup(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Setup]:
 def test_r11_killed_enrolment_confirmation_leaves_2fa_off(setup: Setup) -> None:  # R10, R11
     session = setup.session(setup.member)
     phone = Phone(setup.service.begin_enrollment(session).secret, setup.clock)
-    setup.kill_during("confirm_enrollment", session.token, phone.code())
+    setup.kill_during(
+        "confirm_enrollment", session.token, phone.code(), counted_for=setup.member.id
+    )
     assert not setup.service.two_factor_status(session).enabled
     # Nothing is left locked: the same confirmation now goes through.
     assert len(setup.service.confirm_enrollment(session, phone.code())) == 10
@@ -233,7 +246,9 @@ def test_r40_killed_self_reset_keeps_the_old_phone(setup: Setup) -> None:  # R40
     setup.clock.advance(30)
     new_phone = Phone(setup.service.begin_reset(session, old_phone.code()).secret, setup.clock)
     setup.clock.advance(30)
-    setup.kill_during("confirm_enrollment", session.token, new_phone.code())
+    setup.kill_during(
+        "confirm_enrollment", session.token, new_phone.code(), counted_for=setup.member.id
+    )
     setup.session(setup.member, old_phone)  # the old phone still works (R11)
     setup.clock.advance(30)
     setup.service.confirm_enrollment(session, new_phone.code())
@@ -243,7 +258,9 @@ def test_r40_killed_self_reset_keeps_the_old_phone(setup: Setup) -> None:  # R40
 def test_r5_killed_regeneration_keeps_the_old_backup_codes(setup: Setup) -> None:  # R5
     session, phone, codes = setup.enroll(setup.member)
     setup.clock.advance(30)
-    setup.kill_during("regenerate_backup_codes", session.token, phone.code())
+    setup.kill_during(
+        "regenerate_backup_codes", session.token, phone.code(), counted_for=setup.member.id
+    )
     assert setup.service.two_factor_status(session).backup_codes_remaining == len(codes)
     step = setup.service.login(setup.member.email, PASSWORD)
     assert isinstance(step, ts.CodeRequired)

@@ -11,9 +11,10 @@ refusal                                    what may change
 =========================================  ===============================================
 ``InvalidInput``, ``InvalidCode``          nothing at all (not even the audit trail): a
 (``"malformed"``), ``SessionInvalid``,     bad argument is refused before any lookup
-``ChallengeExpired``, ``UnknownUser``,
-``UnknownAccount``, ``EmailTaken``
-``NotAllowed``, ``Throttled``              the audit trail, appended to (R60)
+``UnknownUser``, ``UnknownAccount``,
+``EmailTaken``
+``NotAllowed``, ``Throttled``,             the audit trail, appended to (R60): a dead or
+``ChallengeExpired``                       unknown login challenge is a failed attempt
 ``InvalidCredentials``                     the audit trail, and the failure counts of the
                                            email and client keys, which only grow (R6)
 ``InvalidCode`` (``"wrong"`` or            the audit trail, the failure counts of the user
@@ -409,7 +410,6 @@ def resolve(value: object, refs: dict[str, Any]) -> object:
 NOTHING_CHANGES = (
     ts.InvalidInput,
     ts.SessionInvalid,
-    ts.ChallengeExpired,
     ts.UnknownUser,
     ts.UnknownAccount,
     ts.EmailTaken,
@@ -424,7 +424,7 @@ def may_change(error: ts.TwoStepError) -> set[str]:
         return {"audit", "throttles", "challenges"}
     if isinstance(error, ts.InvalidCredentials):
         return {"audit", "throttles"}
-    if isinstance(error, ts.NotAllowed | ts.Throttled):
+    if isinstance(error, ts.NotAllowed | ts.Throttled | ts.ChallengeExpired):
         return {"audit"}
     assert isinstance(error, NOTHING_CHANGES), f"no rule for {type(error).__name__}"
     return set()

@@ -56,6 +56,10 @@ def expected(
         if not has_2fa:
             failed.add("two_factor_off")
         return result("R40")
+    if action is ts.Action.CONFIRM_RESET:  # R40: confirming a new phone needs 2FA on
+        if not has_2fa:
+            failed.add("two_factor_off")
+        return result("R40")
     if action is ts.Action.REGENERATE_BACKUP_CODES:  # R5: anyone with 2FA
         if not has_2fa:
             failed.add("two_factor_off")

@@ -186,7 +186,7 @@ def test_r4_replay_keys_are_per_user(
 ) -> None:
     # Two users whose apps hold the same secret: one's use of a code blocks only them.
     shared = pyotp.random_base32(32)
-    monkeypatch.setattr("twostep._service.new_secret", lambda _settings: shared)
+    monkeypatch.setattr("twostep._stories._shared.new_secret", lambda _settings: shared)
     service = ts.TwoStep(store, issuer="Acme", clock=clock, settings=FAST, cipher=keyring)
     account = service.create_account("Acme")
     users = [service.create_user(account.id, f"{name}@acme.test", PASSWORD) for name in ("a", "b")]

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from ._audit import AuditEvent, Outcome
+from ._audit import AuditAction, AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import Account, Role, User
@@ -49,6 +49,7 @@ __all__ = [
     "AccountOverview",
     "Action",
     "Argon2Params",
+    "AuditAction",
     "AuditEvent",
     "BackupCodes",
     "ChallengeExpired",

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import pyotp
 from argon2.low_level import Type, hash_secret_raw
 
+from ._crypto import Cipher
 from ._domain import BackupCodeSet
 from ._errors import InvalidCode
 from ._settings import Argon2Params, Settings
@@ -30,7 +31,9 @@ __all__ = [
     "make_backup_codes",
     "matching_step",
     "new_secret",
+    "open_totp_key",
     "parse_code",
+    "seal_totp_key",
     "secret_key",
 ]
 
@@ -184,3 +187,25 @@ def make_backup_codes(count: int, params: Argon2Params) -> tuple[tuple[str, ...]
     digests = tuple(hash_backup_code(code, salt, params) for code in plain)
     shown = tuple(format_backup_code(code) for code in plain)
     return shown, BackupCodeSet(salt=salt, digests=digests, used=(False,) * count)
+
+
+#: Sealed TOTP secrets hold the raw key after this byte (earlier ones, the base32 text).
+_RAW_KEY = b"\0"
+
+
+def _sealing_context(user_id: str) -> bytes:
+    # Binds a sealed secret to its user: a secret copied to another row will not open.
+    return f"twostep:totp:{user_id}".encode()
+
+
+def seal_totp_key(cipher: Cipher, user_id: str, key: bytes) -> str:
+    """A TOTP key sealed for its user: the raw key after a zero byte."""
+    return cipher.seal(_RAW_KEY + key, context=_sealing_context(user_id))
+
+
+def open_totp_key(cipher: Cipher, user_id: str, sealed: str) -> bytes:
+    """The TOTP key of a sealed secret: raw, or (sealed before) its base32 text."""
+    plain = cipher.open(sealed, context=_sealing_context(user_id))
+    if plain[:1] == _RAW_KEY:
+        return plain[1:]
+    return secret_key(plain.decode())  # base32 text never starts with a zero byte

@@ -17,6 +17,7 @@ __all__ = ["POLICY", "Action", "Decision", "Rule", "decide", "enforce"]
 
 class Action(enum.StrEnum):
     ENROLL = "enroll"
+    CONFIRM_RESET = "confirm_reset"
     DISABLE = "disable"
     RESET_SELF = "reset_self"
     REGENERATE_BACKUP_CODES = "regenerate_backup_codes"
@@ -51,6 +52,9 @@ POLICY: dict[Action, Rule] = {
     Action.ENROLL: Rule("R30", ANYONE, actor_has_two_factor=False),
     Action.DISABLE: Rule("R31/R32", ANYONE, account_requires=False, actor_has_two_factor=True),
     Action.RESET_SELF: Rule("R40", ANYONE, account_requires=True, actor_has_two_factor=True),
+    # Confirming the new phone of a reset begun under R40; it stays allowed if the owner
+    # has made 2FA optional meanwhile, since the user keeps 2FA either way.
+    Action.CONFIRM_RESET: Rule("R40", ANYONE, actor_has_two_factor=True),
     Action.REGENERATE_BACKUP_CODES: Rule("R5", ANYONE, actor_has_two_factor=True),
     Action.REQUIRE_TWO_FACTOR: Rule("R20", OWNERS),
     Action.ALLOW_WITHOUT_TWO_FACTOR: Rule("R22", OWNERS),

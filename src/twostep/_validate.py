@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._domain import Role
 from ._errors import InvalidInput
+from ._settings import Settings
 
 MAX_EMAIL = 254
 MAX_NAME = 200
@@ -68,3 +69,25 @@ def client(value: object) -> str | None:
     if value is None:
         return None
     return text(value, "client", MAX_CLIENT)
+
+
+def password(value: object, settings: Settings, *, new: bool) -> str:
+    """A password to hash or verify: a string of valid Unicode, within the size limits."""
+    if not isinstance(value, str):
+        raise InvalidInput("password must be a string", reason="invalid_password")
+    if len(value) > settings.max_password_bytes or (
+        len(value.encode("utf-8", "surrogatepass")) > settings.max_password_bytes
+    ):
+        raise InvalidInput("password is too long", reason="password_too_long")
+    if not utf8(value):
+        raise InvalidInput("password must be valid Unicode text", reason="invalid_password")
+    if new and len(value) < settings.min_password_length:
+        raise InvalidInput("password is too short", reason="password_too_short")
+    return value
+
+
+def count(value: object, what: str) -> int:
+    """A page size or batch size: an int from 1 to 10,000."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
+        raise InvalidInput(f"{what} must be an int from 1 to 10000", reason=f"invalid_{what}")
+    return value

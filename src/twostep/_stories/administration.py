@@ -1,0 +1,169 @@
+"""Administration (R20-R22, R41, R42, R50, R60): the requirement, resets, what admins see.
+
+And the operator's stories: accounts and users created, a sole owner reset out of band.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from .. import _validate as check
+from .._audit import AuditAction, AuditEvent, Outcome
+from .._domain import Account, Role, User, email_key
+from .._errors import UnknownAccount, UnknownUser
+from .._policy import Action
+from .._results import AccountOverview, UserOverview
+from .._sessions import authenticate
+from .._unit_of_work import Context
+from ._shared import allow
+
+__all__ = [
+    "audit_trail",
+    "create_account",
+    "create_user",
+    "operator_reset_two_factor",
+    "reset_two_factor",
+    "set_two_factor_required",
+    "two_factor_overview",
+]
+
+
+def set_two_factor_required(context: Context, session: object, required: bool) -> None:
+    """R20-R22: owners turn the requirement on (logging everyone out) or off."""
+    required = check.flag(required, "required")
+    action, audit_as = (
+        (Action.REQUIRE_TWO_FACTOR, AuditAction.TWO_FACTOR_REQUIRED)
+        if required
+        else (Action.ALLOW_WITHOUT_TWO_FACTOR, AuditAction.TWO_FACTOR_OPTIONAL)
+    )
+    with context.work() as w:
+        actor = authenticate(w, session)
+        allow(w, action, actor, audit_as=audit_as)
+        account = actor.account.with_requirement(required)
+        if account == actor.account:
+            return
+        w.tx.put_account(account)
+        w.audit(
+            audit_as,
+            Outcome.SUCCESS,
+            account_id=account.id,
+            actor_id=actor.user.id,
+            reason="all_sessions_ended" if required else None,
+        )
+
+
+def reset_two_factor(context: Context, session: object, user_id: str) -> None:
+    """R41: an owner removes another user's 2FA, secret and backup codes; sessions end."""
+    user_id = check.identifier(user_id, "user_id")
+    with context.work() as w:
+        actor = authenticate(w, session)
+        target = w.tx.get_user(user_id)
+        if target is None or target.account_id != actor.account.id:
+            raise UnknownUser("no such user in this account")
+        allow(w, Action.RESET_OTHER, actor, audit_as=AuditAction.TWO_FACTOR_RESET, target=target)
+        w.tx.put_user(target.without_two_factor(end_sessions=True))
+        w.audit(
+            AuditAction.TWO_FACTOR_RESET,
+            Outcome.SUCCESS,
+            account_id=actor.account.id,
+            actor_id=actor.user.id,
+            target_id=target.id,
+            reason="by_owner",
+        )
+
+
+def operator_reset_two_factor(context: Context, email: str) -> User:
+    """R42: the installation's operator resets a user out of band (e.g. a sole owner)."""
+    address = check.email(email)
+    with context.work() as w:
+        target = w.tx.find_user_by_email(email_key(address))
+        if target is None:
+            raise UnknownUser("no user has this email")
+        target = target.without_two_factor(end_sessions=True)
+        w.tx.put_user(target)
+        w.audit(
+            AuditAction.TWO_FACTOR_RESET,
+            Outcome.SUCCESS,
+            account_id=target.account_id,
+            actor_id=None,
+            target_id=target.id,
+            actor="operator",
+            reason="out_of_band",
+        )
+        return target
+
+
+def two_factor_overview(context: Context, session: object) -> AccountOverview:
+    """R50: owners and managers see which users have 2FA on."""
+    with context.work() as w:  # a refusal is recorded, so this one may write
+        actor = authenticate(w, session)
+        allow(w, Action.VIEW_OVERVIEW, actor, audit_as=AuditAction.OVERVIEW_VIEWED)
+        users = tuple(
+            UserOverview(
+                user_id=u.id,
+                email=u.email,
+                role=u.role,
+                two_factor_enabled=u.two_factor.enabled,
+                backup_codes_remaining=u.backup_codes_remaining,
+            )
+            for u in w.tx.users_of(actor.account.id)
+        )
+        account = actor.account
+        return AccountOverview(account.id, account.name, account.two_factor_required, users)
+
+
+def audit_trail(context: Context, session: object, limit: int) -> list[AuditEvent]:
+    """R60: the account's audit events, newest first, for owners and managers."""
+    limit = check.count(limit, "limit")
+    with context.work() as w:
+        actor = authenticate(w, session)
+        allow(w, Action.VIEW_AUDIT, actor, audit_as=AuditAction.AUDIT_TRAIL_VIEWED)
+        return w.tx.audit_events(actor.account.id, limit)
+
+
+def create_account(context: Context, name: str) -> Account:
+    """A new account (organisation), with no users yet; an operator's action."""
+    name = check.text(name, "name", check.MAX_NAME)
+    with context.work() as w:
+        account = Account(id=uuid.uuid4().hex, name=name, created_at=w.now)
+        w.tx.put_account(account)
+        w.audit(
+            AuditAction.ACCOUNT_CREATED,
+            Outcome.SUCCESS,
+            account_id=account.id,
+            actor_id=None,
+            actor="operator",
+        )
+        return account
+
+
+def create_user(
+    context: Context, account_id: str, email: str, password: str, role: Role | str
+) -> User:
+    """A new user of an account, the password hashed outside any lock; an operator's action."""
+    account_id = check.identifier(account_id, "account_id")
+    address = check.email(email)
+    check.password(password, context.settings, new=True)
+    user_role = check.role(role)
+    password_hash = context.passwords.hash(password)
+    with context.work() as w:
+        if w.tx.get_account(account_id) is None:
+            raise UnknownAccount("no such account")
+        user = User(
+            id=uuid.uuid4().hex,
+            account_id=account_id,
+            email=address,
+            role=user_role,
+            password_hash=password_hash,
+            created_at=w.now,
+        )
+        w.tx.add_user(user)
+        w.audit(
+            AuditAction.USER_CREATED,
+            Outcome.SUCCESS,
+            account_id=account_id,
+            actor_id=None,
+            target_id=user.id,
+            actor="operator",
+        )
+        return user
