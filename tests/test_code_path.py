@@ -44,10 +44,7 @@ class Throttled:
 
 
 @pytest.fixture
-def slow_world(store: ts.Store, clock: object, keyring: ts.AESGCMKeyring) -> Iterator[World]:
-    from twostep.testing import ManualClock
-
-    assert isinstance(clock, ManualClock)
+def slow_world(store: ts.Store, clock: ManualClock, keyring: ts.AESGCMKeyring) -> World:
     service = ts.TwoStep(store, issuer="Acme", clock=clock, settings=SLOW_CODES, cipher=keyring)
     account = service.create_account("Acme")
     owner = service.create_user(account.id, "owner@acme.test", PASSWORD, ts.Role.OWNER)
