@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, TypeVar
 
@@ -56,9 +55,11 @@ class Against(enum.Enum):
     PENDING = "pending"  # the new secret of an enrolment waiting for its first code (R10)
 
 
-@dataclass(frozen=True, slots=True)
-class CodeAttempt:
-    """Who presents a code, what it is checked against, and what it counts against."""
+class CodeAttempt(NamedTuple):
+    """Who presents a code, what it is checked against, and what it counts against.
+
+    (Named tuples here and below: one of each is made on every code login.)
+    """
 
     user: User
     account: Account
@@ -77,8 +78,7 @@ class NewCodes(NamedTuple):
     stored: BackupCodeSet
 
 
-@dataclass(frozen=True, slots=True)
-class Passed:
+class Passed(NamedTuple):
     """A code that passed: the user with it used, or with the enrolment confirmed."""
 
     user: User

@@ -68,11 +68,10 @@ def count_failure(w: Work, counters: tuple[Counter, ...]) -> None:
 
 def count_success(w: Work, counters: tuple[Counter, ...], *, counted: bool) -> None:
     """Clear the subject's key (the first); take back the failure counted in advance."""
-    (subject, _), *others = counters
-    w.tx.delete_throttle(subject)
+    w.tx.delete_throttle(counters[0][0])
     if not counted:
         return
-    for key, conf in others:
+    for key, conf in counters[1:]:
         state = w.tx.get_throttle(key)
         rest = state.undone(conf) if state is not None else None
         if rest is not None:
