@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from ._audit import AuditAction, AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
-from ._domain import Account, Role, User
+from ._domain import Account, Role, ThrottleKey, ThrottleScope, ThrottleState, User
 from ._errors import (
     ChallengeExpired,
     ConfigurationError,
@@ -77,7 +77,10 @@ __all__ = [
     "Store",
     "StoreError",
     "SystemClock",
+    "ThrottleKey",
+    "ThrottleScope",
     "ThrottleSettings",
+    "ThrottleState",
     "Throttled",
     "Transaction",
     "TwoFactorStatus",
