@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import _validate as check
 from ._domain import Account, SessionRecord, User
@@ -46,8 +46,7 @@ def session_token(session: object) -> str:
     return token
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+class Actor(NamedTuple):
     """The user behind a valid session, with their account and the session itself."""
 
     record: SessionRecord

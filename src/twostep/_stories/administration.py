@@ -5,8 +5,6 @@ And the operator's stories: accounts and users created, a sole owner reset out o
 
 from __future__ import annotations
 
-import uuid
-
 from .. import _validate as check
 from .._audit import AuditAction, AuditEvent, Outcome
 from .._domain import Account, Role, User, email_key
@@ -121,11 +119,17 @@ def audit_trail(context: Context, session: object, limit: int) -> list[AuditEven
         return w.tx.audit_events(actor.account.id, limit)
 
 
+def _new_id() -> str:
+    import uuid  # only here: importing it slows down `import twostep`
+
+    return uuid.uuid4().hex
+
+
 def create_account(context: Context, name: str) -> Account:
     """A new account (organisation), with no users yet; an operator's action."""
     name = check.text(name, "name", check.MAX_NAME)
     with context.work() as w:
-        account = Account(id=uuid.uuid4().hex, name=name, created_at=w.now)
+        account = Account(id=_new_id(), name=name, created_at=w.now)
         w.tx.put_account(account)
         w.audit(
             AuditAction.ACCOUNT_CREATED,
@@ -150,7 +154,7 @@ def create_user(
         if w.tx.get_account(account_id) is None:
             raise UnknownAccount("no such account")
         user = User(
-            id=uuid.uuid4().hex,
+            id=_new_id(),
             account_id=account_id,
             email=address,
             role=user_role,
