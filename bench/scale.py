@@ -12,7 +12,6 @@ login is not hidden under ~150 ms of hashing: that makes the figures stricter.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from twostep.testing import ManualClock
 
 
 def _size(path: Path) -> int:
-    return sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if os.path.exists(p))
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
 def _toggle(ts: TwoStep, clock: ManualClock, owner: Enrolled) -> Callable[[], float]:

@@ -221,7 +221,8 @@ def password_figures(quick: bool) -> list[Figure]:
             except InvalidCredentials:
                 pass
             else:
-                raise AssertionError("the login should have been refused")
+                msg = "the login should have been refused"
+                raise AssertionError(msg)
             return time.perf_counter() - start
 
         def unknown() -> float:

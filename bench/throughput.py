@@ -17,14 +17,15 @@ import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import NEXT_CODE, PASSWORD, Enrolled, Report, enroll, service
 
-from twostep import Argon2Params, CodeRequired, Settings, SQLiteStore
+from twostep import Argon2Params, CodeRequired, Settings, SQLiteStore, Store
 from twostep.testing import ManualClock, Phone
 
 WORKERS = 2
@@ -34,7 +35,7 @@ SETTINGS = dataclasses.replace(Settings(), password_hash=LOWERED, backup_code_ha
 DSN_ENV = "TWOSTEP_TEST_POSTGRES_DSN"
 
 
-def _open(kind: str, where: str) -> Any:
+def _open(kind: str, where: str) -> Store:
     if kind == "sqlite":
         return SQLiteStore(where)
     from twostep.stores.postgres import PostgresStore
@@ -47,9 +48,9 @@ def _worker(
     where: str,
     people: list[tuple[str, str]],
     start_at: datetime,
-    barrier: Any,
+    barrier: Barrier,
     seconds: float,
-    results: Any,
+    results: Queue[int],
 ) -> None:
     store = _open(kind, where)
     clock = ManualClock(start_at)
@@ -100,7 +101,8 @@ def _measure(kind: str, where: str, seconds: float) -> float:
     for proc in procs:
         proc.join()
         if proc.exitcode != 0:
-            raise RuntimeError(f"a {kind} worker failed")
+            msg = f"a {kind} worker failed"
+            raise RuntimeError(msg)
     return total / elapsed
 
 

@@ -11,7 +11,6 @@ dropped afterwards. Without PostgreSQL binaries the tests are skipped, unless
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import pwd
 import shutil
@@ -39,10 +38,10 @@ def _bindir() -> Path | None:
     if found and shutil.which("pg_ctl"):
         return Path(found).parent
     candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
     )
-    return Path(candidates[-1]).parent if candidates else None
+    return candidates[-1].parent if candidates else None
 
 
 def _free_port() -> int:
@@ -122,7 +121,7 @@ class Cluster:
 
 
 def start_cluster() -> Cluster:
-    """initdb + pg_ctl start in a new temporary directory; as ``postgres`` when run as root."""
+    """A new cluster (initdb, pg_ctl start) in a temporary directory; as ``postgres`` if root."""
     bindir = _bindir()
     if bindir is None:
         raise FileNotFoundError("no PostgreSQL binaries (initdb, pg_ctl)")
@@ -150,7 +149,7 @@ _base: str | None = None
 
 def base_dsn() -> str:
     """The server for this test run (started on first use); skips or fails without one."""
-    global _base
+    global _base  # noqa: PLW0603 (one server for the whole run, started on first use)
     with _lock:
         if _base is not None:
             return _base

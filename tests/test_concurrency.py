@@ -287,7 +287,7 @@ def arena(request: pytest.FixtureRequest, database: tuple[str, str]) -> Iterator
         _results[(kind, mode)] = arena.counts
         _report()
         for race, tally in sorted(arena.counts.items()):
-            print(f"\n{kind} {mode} {race}: {dict(tally)}")
+            print(f"\n{kind} {mode} {race}: {dict(tally)}")  # noqa: T201 (the tallies, for -s)
 
 
 def _ok(outcomes: list[Outcome]) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ INSTALL_AND_TEST = (
 
 
 def blocks(path: Path, lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```$", path.read_text(), flags=re.S | re.M)
+    return re.findall(rf"^```{lang}\n(.*?)^```$", path.read_text(), flags=re.DOTALL | re.MULTILINE)
 
 
 def run_python(*args: str) -> subprocess.CompletedProcess[str]:
@@ -143,7 +143,9 @@ def test_guide_names_only_real_cli_commands() -> None:
     actions = [a for a in _parser()._actions if a.dest == "command"]
     commands = set(actions[0].choices or {})
     mentioned = set(re.findall(r"`twostep ([a-z][a-z0-9-]*)", GUIDE.read_text()))
-    mentioned |= set(re.findall(r"^twostep ([a-z][a-z0-9-]*)", GUIDE.read_text(), flags=re.M))
+    mentioned |= set(
+        re.findall(r"^twostep ([a-z][a-z0-9-]*)", GUIDE.read_text(), flags=re.MULTILINE)
+    )
     assert mentioned, "the guide shows the commands"
     assert mentioned <= commands, mentioned - commands
     assert {"init", "migrate", "reset-2fa", "rotate-key", "purge"} <= mentioned
@@ -155,7 +157,7 @@ def test_guide_design_choices_section_exists() -> None:
 
 def test_changelog_keeps_unreleased_on_top() -> None:
     text = (ROOT / "CHANGELOG.md").read_text()
-    versions = re.findall(r"^## \[(.+?)\]", text, flags=re.M)
+    versions = re.findall(r"^## \[(.+?)\]", text, flags=re.MULTILINE)
     assert versions[0] == "Unreleased"
     assert "### Added" in text
 
@@ -170,7 +172,7 @@ def _slug(heading: str) -> str:
 
 
 def _anchors(path: Path) -> set[str]:
-    return {_slug(h) for h in re.findall(r"^#+ (.+)$", path.read_text(), flags=re.M)}
+    return {_slug(h) for h in re.findall(r"^#+ (.+)$", path.read_text(), flags=re.MULTILINE)}
 
 
 @pytest.mark.parametrize("doc", OUR_DOCS, ids=lambda p: str(p.relative_to(ROOT)))

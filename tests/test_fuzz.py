@@ -261,8 +261,11 @@ class Template:
 
 
 def populate(store: ts.Store, keyring: ts.AESGCMKeyring) -> Template:
-    """Two accounts; the owner and the member have 2FA, the manager an enrolment pending,
-    the member a login waiting for its code; a fourth user is throttled (email and codes)."""
+    """Two accounts, with a user in every state.
+
+    The owner and the member have 2FA, the manager an enrolment pending, the member a
+    login waiting for its code; a fourth user is throttled (email and codes).
+    """
     clock = ManualClock()
     service = ts.TwoStep(store, issuer="Acme", clock=clock, settings=FAST, cipher=keyring)
     account = service.create_account("Acme")
@@ -451,9 +454,9 @@ def attempts_of(row: object) -> int:
 def check_refusal(before: dict[str, object], after: dict[str, object], error: Exception) -> None:
     assert isinstance(error, ts.TwoStepError)
     allowed = may_change(error)
-    for table in before:
+    for table, was in before.items():
         if table not in allowed:
-            assert after[table] == before[table], (type(error).__name__, error.reason, table)
+            assert after[table] == was, (type(error).__name__, error.reason, table)
     if "audit" in allowed:  # appended to, never rewritten
         old, new = before["audit"], after["audit"]
         assert isinstance(old, list)

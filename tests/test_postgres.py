@@ -66,7 +66,7 @@ def test_servers_starting_together_migrate_once(dsn: str) -> None:
         barrier.wait(timeout=30)
         try:
             stores.append(PostgresStore(dsn))
-        except BaseException as error:  # pragma: no cover - reported below
+        except BaseException as error:  # noqa: BLE001  # pragma: no cover - reported below
             problems.append(error)
 
     threads = [threading.Thread(target=start) for _ in range(6)]

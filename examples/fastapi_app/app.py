@@ -30,9 +30,12 @@ ISSUER = "twostep FastAPI example"
 
 
 def make_service() -> ts.TwoStep:
-    """twostep on SQLite: ``TWOSTEP_DATABASE`` (a file path, as for the ``twostep``
-    command; default: a file beside this one); keys from ``TWOSTEP_KEYS`` /
-    ``TWOSTEP_KEY_FILE``, else a key file made on first run."""
+    """The ``TwoStep`` of the example, on SQLite.
+
+    The database is ``TWOSTEP_DATABASE`` (a file path, as for the ``twostep`` command;
+    default: a file beside this one); keys come from ``TWOSTEP_KEYS`` /
+    ``TWOSTEP_KEY_FILE``, else from a key file made on first run.
+    """
     store = ts.SQLiteStore(os.environ.get("TWOSTEP_DATABASE") or HERE / "twostep-example.db")
     cipher = None  # TwoStep reads TWOSTEP_KEYS or TWOSTEP_KEY_FILE itself
     if not os.environ.get("TWOSTEP_KEYS") and not os.environ.get("TWOSTEP_KEY_FILE"):
@@ -122,8 +125,11 @@ class BackupCodesOut(BaseModel):
 
 
 class LoginOut(BaseModel):
-    """``logged_in`` (R2, or after step 2) carries ``token``; ``code_required`` (R1)
-    and ``enrollment_required`` (R3) carry the ``challenge`` for POST /login/code."""
+    """The answer to a login step.
+
+    ``logged_in`` (R2, or after step 2) carries ``token``; ``code_required`` (R1)
+    and ``enrollment_required`` (R3) carry the ``challenge`` for POST /login/code.
+    """
 
     status: Literal["logged_in", "code_required", "enrollment_required"]
     token: str | None = None
@@ -216,12 +222,16 @@ def create_app(service: ts.TwoStep | None = None) -> FastAPI:
                     expires_at=step.expires_at,
                     enrollment=EnrollmentOut.of(step.enrollment),
                 )
-        raise AssertionError("unreachable")
+        msg = "unreachable"
+        raise AssertionError(msg)
 
     @app.post("/login/code", tags=["login"], response_model_exclude_none=True)
     def login_code(body: ChallengeCodeIn, request: Request, twostep: Service) -> LoginOut:
-        """Step 2: a code from the app or a backup code (R1, R4-R6), or the first
-        code of the enrolment that the login asked for (R3; backup codes come back)."""
+        """Step 2: a code from the app or a backup code (R1, R4-R6).
+
+        Or the first code of the enrolment that the login asked for (R3; backup codes
+        come back).
+        """
         return logged_in(
             twostep.complete_login(body.challenge, body.code, client=client_of(request))
         )

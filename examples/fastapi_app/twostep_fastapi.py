@@ -74,7 +74,8 @@ def current_session(
 ) -> ts.Session:
     """The caller's session, checked on every request; 401 if missing or ended."""
     if credentials is None:
-        raise ts.SessionInvalid("no bearer token: log in first", reason="missing_token")
+        msg = "no bearer token: log in first"
+        raise ts.SessionInvalid(msg, reason="missing_token")
     return get_service(request).check_session(credentials.credentials)
 
 

@@ -37,9 +37,12 @@ ISSUER = "twostep Flask example"
 
 
 def make_service() -> ts.TwoStep:
-    """twostep on SQLite: ``TWOSTEP_DATABASE`` (a file path, as for the ``twostep``
-    command; default: a file beside this one); keys from ``TWOSTEP_KEYS`` /
-    ``TWOSTEP_KEY_FILE``, else a key file made on first run."""
+    """The ``TwoStep`` of the example, on SQLite.
+
+    The database is ``TWOSTEP_DATABASE`` (a file path, as for the ``twostep`` command;
+    default: a file beside this one); keys come from ``TWOSTEP_KEYS`` /
+    ``TWOSTEP_KEY_FILE``, else from a key file made on first run.
+    """
     store = ts.SQLiteStore(os.environ.get("TWOSTEP_DATABASE") or HERE / "twostep-example.db")
     cipher = None  # TwoStep reads TWOSTEP_KEYS or TWOSTEP_KEY_FILE itself
     if not os.environ.get("TWOSTEP_KEYS") and not os.environ.get("TWOSTEP_KEY_FILE"):
@@ -99,7 +102,8 @@ def create_app(service: ts.TwoStep | None = None, *, secret_key: str | None = No
             case ts.EnrollmentRequired(challenge=challenge, enrollment=enrollment):  # R3
                 session[CHALLENGE_KEY] = challenge
                 return setup_page(enrollment, url_for("login_setup"), "login")
-        raise AssertionError("unreachable")
+        msg = "unreachable"
+        raise AssertionError(msg)
 
     def finish_login(template: str) -> ResponseReturnValue:
         challenge = session.get(CHALLENGE_KEY)

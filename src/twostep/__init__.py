@@ -108,4 +108,5 @@ def __getattr__(name: str) -> object:
         from .stores.memory import InMemoryStore
 
         return InMemoryStore
-    raise AttributeError(f"module 'twostep' has no attribute {name!r}")
+    msg = f"module 'twostep' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -242,7 +242,8 @@ def _use_code(context: Context, user: User, proof: _Proof, now: datetime) -> Use
         index = codes.match(proof.digest)
         if index is not None:
             return user.use_backup_code(index)
-    raise InvalidCode("the code is not valid", reason="wrong")
+    msg = "the code is not valid"
+    raise InvalidCode(msg, reason="wrong")
 
 
 def _pending_step(context: Context, user: User, proof: _Proof, now: datetime) -> int:
@@ -253,4 +254,5 @@ def _pending_step(context: Context, user: User, proof: _Proof, now: datetime) ->
         step = matching_step(key, proof.code.value, now, context.settings)
         if step is not None:
             return step
-    raise InvalidCode("the code is not valid for the new secret", reason="wrong")
+    msg = "the code is not valid for the new secret"
+    raise InvalidCode(msg, reason="wrong")

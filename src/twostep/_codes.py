@@ -72,16 +72,19 @@ def parse_code(code: object, digits: int) -> ParsedCode:
     character, or any non-ASCII one, makes the code malformed.
     """
     if not isinstance(code, str):
-        raise InvalidCode("the code must be a string", reason="malformed")
+        msg = "the code must be a string"
+        raise InvalidCode(msg, reason="malformed")
     if len(code) > MAX_CODE_CHARS or not code.isascii():
-        raise InvalidCode("the code is malformed", reason="malformed")
+        msg = "the code is malformed"
+        raise InvalidCode(msg, reason="malformed")
     compact = code.strip(" \t\r\n").replace(" ", "").replace("-", "").lower()
     if len(compact) == digits and compact.isdigit():  # isascii() above: only 0-9 pass
         return ParsedCode(CodeKind.OTP, compact)
     compact = compact.translate(_CROCKFORD_ALIASES)
     if _BACKUP_RE.fullmatch(compact):
         return ParsedCode(CodeKind.BACKUP, compact)
-    raise InvalidCode("the code is malformed", reason="malformed")
+    msg = "the code is malformed"
+    raise InvalidCode(msg, reason="malformed")
 
 
 def new_secret(settings: Settings) -> str:

@@ -25,6 +25,7 @@ __all__ = ["AESGCMKeyring", "Cipher", "KEYS_ENV", "KEY_FILE_ENV"]
 KEYS_ENV = "TWOSTEP_KEYS"
 KEY_FILE_ENV = "TWOSTEP_KEY_FILE"
 _VERSION = "v1"
+_KEY_BYTES = 32  # AES-256
 
 
 class Cipher(Protocol):
@@ -56,10 +57,12 @@ class AESGCMKeyring:
 
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         if current not in keys:
-            raise ConfigurationError("the current key id is not among the keys")
+            msg = "the current key id is not among the keys"
+            raise ConfigurationError(msg)
         for key_id, key in keys.items():
-            if not key_id.isalnum() or len(key) != 32:
-                raise ConfigurationError("each key needs an alphanumeric id and 32 bytes (AES-256)")
+            if not key_id.isalnum() or len(key) != _KEY_BYTES:
+                msg = "each key needs an alphanumeric id and 32 bytes (AES-256)"
+                raise ConfigurationError(msg)
         # Imported here, not at the top: cryptography costs `import twostep` ~10 ms.
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -77,7 +80,7 @@ class AESGCMKeyring:
     def new_key_line(key_id: str | None = None) -> str:
         """A new random key written as ``ID:BASE64``."""
         key_id = key_id or secrets.token_hex(4)
-        return f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+        return f"{key_id}:{base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()}"
 
     @classmethod
     def generate(cls) -> AESGCMKeyring:
@@ -88,20 +91,23 @@ class AESGCMKeyring:
     def from_string(cls, text: str) -> AESGCMKeyring:
         keys: dict[str, bytes] = {}
         order: list[str] = []
-        for item in text.replace("\n", ",").split(","):
-            item = item.strip()
+        for written in text.replace("\n", ",").split(","):
+            item = written.strip()
             if not item or item.startswith("#"):
                 continue
             key_id, sep, encoded = item.partition(":")
             if not sep:
-                raise ConfigurationError("a key must be written ID:BASE64")
+                msg = "a key must be written ID:BASE64"
+                raise ConfigurationError(msg)
             try:
                 keys[key_id] = base64.b64decode(encoded, validate=True)
             except binascii.Error:
-                raise ConfigurationError(f"key {key_id!r} is not valid base64") from None
+                msg = f"key {key_id!r} is not valid base64"
+                raise ConfigurationError(msg) from None
             order.append(key_id)
         if not order:
-            raise ConfigurationError("no key given")
+            msg = "no key given"
+            raise ConfigurationError(msg)
         return cls(keys, order[0])
 
     @classmethod
@@ -112,10 +118,11 @@ class AESGCMKeyring:
             return cls.from_string(env[KEYS_ENV])
         if env.get(KEY_FILE_ENV):
             return cls.from_string(Path(env[KEY_FILE_ENV]).read_text())
-        raise ConfigurationError(
+        msg = (
             f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV} (see `twostep init`), "
             "or pass cipher=; twostep does not store TOTP secrets in plaintext"
         )
+        raise ConfigurationError(msg)
 
     def seal(self, plaintext: bytes, *, context: bytes) -> str:
         nonce = secrets.token_bytes(12)
@@ -128,18 +135,21 @@ class AESGCMKeyring:
         key_id, _, encoded = rest.partition(".")
         aead = self._aead.get(key_id)
         if version != _VERSION or aead is None:
-            raise StoreError(f"a stored secret is sealed with an unknown key ({key_id!r})")
+            msg = f"a stored secret is sealed with an unknown key ({key_id!r})"
+            raise StoreError(msg)
         try:
             # What base64.urlsafe_b64decode does, without its two Python layers.
             raw = binascii.a2b_base64(encoded.encode().translate(_FROM_URLSAFE))
             return aead.decrypt(raw[:12], raw[12:], context)
         except (binascii.Error, ValueError):
-            raise StoreError("a stored secret failed authentication") from None
+            msg = "a stored secret failed authentication"
+            raise StoreError(msg) from None
         except Exception as error:
             from cryptography.exceptions import InvalidTag
 
             if isinstance(error, InvalidTag):
-                raise StoreError("a stored secret failed authentication") from None
+                msg = "a stored secret failed authentication"
+                raise StoreError(msg) from None
             raise
 
     def is_current(self, sealed: str) -> bool:

@@ -74,7 +74,8 @@ class _Story:
     @staticmethod
     def expect(kind: type[T], value: object) -> T:
         if not isinstance(value, kind):
-            raise DemoFailed(f"expected {kind.__name__}, got {type(value).__name__}")
+            msg = f"expected {kind.__name__}, got {type(value).__name__}"
+            raise DemoFailed(msg)
         return value
 
     def refused(self, error: type[E], action: Callable[[], object]) -> E:
@@ -91,12 +92,14 @@ class _Story:
                 detail += f", retry_after={caught.retry_after}s"
             self.say(f"-> refused: {type(caught).__name__}({detail})")
             return caught
-        raise DemoFailed(f"expected {error.__name__}")
+        msg = f"expected {error.__name__}"
+        raise DemoFailed(msg)
 
     def revoked(self, who: str, session: Session) -> None:
         caught = self.refused(SessionInvalid, lambda: self.service.check_session(session))
         if caught.reason != "revoked":
-            raise DemoFailed(f"{who}'s session: expected 'revoked', got {caught.reason!r}")
+            msg = f"{who}'s session: expected 'revoked', got {caught.reason!r}"
+            raise DemoFailed(msg)
 
     # -- the phone ---------------------------------------------------
 
@@ -247,7 +250,8 @@ def _play(s: _Story) -> None:
     s.phones[cleo.id] = Phone(required.enrollment.secret, s.clock)
     done = svc.complete_login(required, s.code(cleo))
     if done.backup_codes is None:
-        raise DemoFailed("an enrolment at login must hand out backup codes")
+        msg = "an enrolment at login must hand out backup codes"
+        raise DemoFailed(msg)
     cleo_session = done.session
     s.backup[cleo.id] = list(done.backup_codes)
     s.say("step 2, the first code from her app -> 2FA on and logged in; her")

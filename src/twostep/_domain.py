@@ -90,7 +90,8 @@ class BackupCodeSet:
 
     def consume(self, index: int) -> BackupCodeSet:
         if self.used[index]:
-            raise InvalidCode("this backup code was already used", reason="replayed")
+            msg = "this backup code was already used"
+            raise InvalidCode(msg, reason="replayed")
         used = list(self.used)
         used[index] = True
         return replace(self, used=tuple(used))
@@ -161,11 +162,11 @@ class User:
         """The sealed pending secret, or an error if no enrolment is waiting."""
         state = self.two_factor
         if state.pending_secret is None:
-            raise NotAllowed(
-                "no enrolment is in progress", reason="no_enrollment_in_progress", rule="R10"
-            )
+            msg = "no enrolment is in progress"
+            raise NotAllowed(msg, reason="no_enrollment_in_progress", rule="R10")
         if not state.pending_at(now):
-            raise ChallengeExpired("the enrolment expired; start it again", reason="expired")
+            msg = "the enrolment expired; start it again"
+            raise ChallengeExpired(msg, reason="expired")
         return state.pending_secret
 
     def confirm_enrollment(self, step: int, codes: BackupCodeSet, now: datetime) -> User:
@@ -178,7 +179,8 @@ class User:
         """R4: record the time step of an accepted OTP; refuse it if not newer."""
         last = self.two_factor.last_step
         if last is not None and step <= last:
-            raise InvalidCode("this code was already used", reason="replayed")
+            msg = "this code was already used"
+            raise InvalidCode(msg, reason="replayed")
         # Built field by field, in declaration order, not with dataclasses.replace (which
         # costs ~3 us here): this runs on every OTP login, and otp_step_memory in bench/
         # misses its target without it. A test holds it equal to dataclasses.replace.
@@ -200,7 +202,8 @@ class User:
     def use_backup_code(self, index: int) -> User:
         """R5: a backup code works once."""
         if self.backup_codes is None:
-            raise InvalidCode("the code is not valid", reason="wrong")
+            msg = "the code is not valid"
+            raise InvalidCode(msg, reason="wrong")
         return replace(self, backup_codes=self.backup_codes.consume(index))
 
     def with_backup_codes(self, codes: BackupCodeSet) -> User:
@@ -237,9 +240,11 @@ class LoginChallenge:
 
     def check_usable(self, now: datetime, max_attempts: int) -> None:
         if now >= self.expires_at:
-            raise ChallengeExpired("the login expired; log in again", reason="expired")
+            msg = "the login expired; log in again"
+            raise ChallengeExpired(msg, reason="expired")
         if self.attempts >= max_attempts:
-            raise ChallengeExpired("too many wrong codes; log in again", reason="too_many_attempts")
+            msg = "too many wrong codes; log in again"
+            raise ChallengeExpired(msg, reason="too_many_attempts")
 
     def with_failure(self) -> LoginChallenge:
         return replace(self, attempts=self.attempts + 1)
@@ -270,7 +275,8 @@ class SessionRecord:
         generation, or the user is gone or deactivated) or ``two_factor_required``.
         """
         if now >= self.expires_at:
-            raise SessionInvalid("the session expired", reason="expired")
+            msg = "the session expired"
+            raise SessionInvalid(msg, reason="expired")
         if (
             user is None
             or account is None
@@ -278,10 +284,12 @@ class SessionRecord:
             or self.user_generation != user.session_generation
             or self.account_generation != account.session_generation
         ):
-            raise SessionInvalid("the session was revoked", reason="revoked")
+            msg = "the session was revoked"
+            raise SessionInvalid(msg, reason="revoked")
         if not account.admits(user):
+            msg = "the account requires 2FA; log in again to set it up"
             raise SessionInvalid(
-                "the account requires 2FA; log in again to set it up",
+                msg,
                 reason="two_factor_required",
             )
         return user, account

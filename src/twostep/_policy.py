@@ -104,8 +104,9 @@ def enforce(action: Action, actor: User, account: Account, target: User | None =
     """:func:`decide`, raising :class:`NotAllowed` with the reason on a refusal."""
     decision = decide(action, actor, account, target)
     if not decision.allowed:
+        msg = f"{action.value} is not allowed: {decision.reason} ({decision.rule})"
         raise NotAllowed(
-            f"{action.value} is not allowed: {decision.reason} ({decision.rule})",
+            msg,
             reason=decision.reason,
             rule=decision.rule,
         )

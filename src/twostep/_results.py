@@ -81,8 +81,10 @@ class CodeRequired:
 
 @dataclass(frozen=True, slots=True)
 class EnrollmentRequired:
-    """The account requires 2FA and the user has none (R3): show ``enrollment``,
-    then call ``complete_login(challenge, code)`` with the code from the app."""
+    """The account requires 2FA and the user has none (R3): show ``enrollment``.
+
+    Then call ``complete_login(challenge, code)`` with the code from the app.
+    """
 
     challenge: str = field(repr=False)
     enrollment: Enrollment

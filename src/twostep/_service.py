@@ -114,7 +114,8 @@ class TwoStep:
             or len(token) > check.MAX_TOKEN
             or not token.isascii()
         ):
-            raise ChallengeExpired("not a login challenge", reason="unknown")
+            msg = "not a login challenge"
+            raise ChallengeExpired(msg, reason="unknown")
         return login.complete_login(self._context, token, code, check.client(client))
 
     def check_session(self, session: SessionRef) -> Session:

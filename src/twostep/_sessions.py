@@ -42,7 +42,8 @@ def session_token(session: object) -> str:
         or len(token) > check.MAX_TOKEN
         or not token.isascii()
     ):
-        raise SessionInvalid("not a session token", reason="unknown")
+        msg = "not a session token"
+        raise SessionInvalid(msg, reason="unknown")
     return token
 
 
@@ -58,7 +59,8 @@ def authenticate(w: Work, session: object) -> Actor:
     """The actor behind a session, checked as on every request (R21, R41)."""
     record = w.tx.get_session(token_hash(session_token(session)))
     if record is None:
-        raise SessionInvalid("unknown or logged-out session", reason="unknown")
+        msg = "unknown or logged-out session"
+        raise SessionInvalid(msg, reason="unknown")
     user, account = record.check_valid(
         w.now, w.tx.get_user(record.user_id), w.tx.get_account(record.account_id)
     )
@@ -68,8 +70,9 @@ def authenticate(w: Work, session: object) -> Actor:
 def issue_session(w: Work, settings: Settings, user: User, account: Account) -> Session:
     """The one place sessions are born: it refuses a user the account does not admit (R3)."""
     if not account.admits(user):
+        msg = "the account requires 2FA and this user has none"
         raise NotAllowed(
-            "the account requires 2FA and this user has none",
+            msg,
             reason="two_factor_required",
             rule="R3",
         )

@@ -24,6 +24,13 @@ BACKUP_CODE_DEFAULT = Argon2Params(time_cost=2, memory_cost=19456, parallelism=1
 #: The cheapest Argon2 allows. Only for tests: see ``twostep.testing.FAST``.
 CHEAPEST = Argon2Params(time_cost=1, memory_cost=8, parallelism=1)
 
+# What authenticator apps can show: RFC 4226 truncates to 31 bits, so at most 9 digits
+# are uniform; RFC 6238 apps offer 6 or 8.
+_MIN_DIGITS = 6
+_MAX_DIGITS = 9
+_MAX_DRIFT = 10  # time steps either side
+_MIN_SECRET_BYTES = 16
+
 
 @dataclass(frozen=True, slots=True)
 class ThrottleSettings:
@@ -85,13 +92,15 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        # What authenticator apps can show: RFC 4226 truncates to 31 bits, so at most
-        # 9 digits are uniform; RFC 6238 apps offer 6 or 8.
-        if not 6 <= self.totp_digits <= 9:
-            raise ValueError("totp_digits must be between 6 and 9")
-        if self.totp_period < 1 or not 0 <= self.totp_drift <= 10:
-            raise ValueError("totp_period must be >= 1 and totp_drift between 0 and 10")
-        if self.secret_bytes < 16:
-            raise ValueError("secret_bytes must be at least 16 (128 bits, RFC 4226)")
+        if not _MIN_DIGITS <= self.totp_digits <= _MAX_DIGITS:
+            msg = f"totp_digits must be between {_MIN_DIGITS} and {_MAX_DIGITS}"
+            raise ValueError(msg)
+        if self.totp_period < 1 or not 0 <= self.totp_drift <= _MAX_DRIFT:
+            msg = f"totp_period must be >= 1 and totp_drift between 0 and {_MAX_DRIFT}"
+            raise ValueError(msg)
+        if self.secret_bytes < _MIN_SECRET_BYTES:
+            msg = f"secret_bytes must be at least {_MIN_SECRET_BYTES} (128 bits, RFC 4226)"
+            raise ValueError(msg)
         if self.challenge_max_attempts < 1 or self.backup_code_count < 1:
-            raise ValueError("challenge_max_attempts and backup_code_count must be >= 1")
+            msg = "challenge_max_attempts and backup_code_count must be >= 1"
+            raise ValueError(msg)

@@ -36,7 +36,8 @@ def database_from(args: argparse.Namespace) -> str:
     """``--database`` or ``TWOSTEP_DATABASE``: a SQLite file path, or a ``postgresql://`` DSN."""
     database: str | None = args.database
     if not database:
-        raise UsageError(f"no database: pass --database or set {DATABASE_ENV}")
+        msg = f"no database: pass --database or set {DATABASE_ENV}"
+        raise UsageError(msg)
     return database
 
 
@@ -62,11 +63,13 @@ def load_keyring(database: str, err: TextIO) -> AESGCMKeyring:
         path = default_key_file(database)
         if path.exists():
             return _read_key_file(path, err)
-        raise ConfigurationError(
+        msg = (
             f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV}, "
             f"or keep the key file made by `twostep init` at {path}"
         )
-    raise ConfigurationError(f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV}")
+        raise ConfigurationError(msg)
+    msg = f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV}"
+    raise ConfigurationError(msg)
 
 
 def _postgres(dsn: str, *, migrate: bool) -> Store:
@@ -76,9 +79,8 @@ def _postgres(dsn: str, *, migrate: bool) -> Store:
         factory: Callable[..., Store] = module.PostgresStore
         return factory(dsn, migrate=migrate)
     except ImportError as error:
-        raise ConfigurationError(
-            f"PostgreSQL needs the extra: pip install 'twostep[postgres]' ({error})"
-        ) from None
+        msg = f"PostgreSQL needs the extra: pip install 'twostep[postgres]' ({error})"
+        raise ConfigurationError(msg) from None
 
 
 def open_store(database: str, *, migrate: bool = False, create: bool = False) -> Store:
@@ -86,7 +88,8 @@ def open_store(database: str, *, migrate: bool = False, create: bool = False) ->
     if is_postgres(database):
         return _postgres(database, migrate=migrate or create)
     if not create and not Path(database).exists():
-        raise StoreError(f"no database at {database}: create it with `twostep init`")
+        msg = f"no database at {database}: create it with `twostep init`"
+        raise StoreError(msg)
     return SQLiteStore(database, migrate=migrate or create)
 
 
@@ -122,7 +125,8 @@ def _new_key_path(args: argparse.Namespace, database: str) -> Path | None:
     if os.environ.get(KEYS_ENV):
         return None  # the keys are managed in the environment
     if is_postgres(database):
-        raise UsageError(f"say where the key file goes: --key-file or {KEY_FILE_ENV}")
+        msg = f"say where the key file goes: --key-file or {KEY_FILE_ENV}"
+        raise UsageError(msg)
     return default_key_file(database)
 
 
@@ -145,9 +149,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     database = database_from(args)
     key_path = _new_key_path(args, database)
     if key_path is not None and key_path.exists():
-        raise ConfigurationError(
-            f"{key_path} exists; refusing to overwrite it (without it no stored secret opens)"
-        )
+        msg = f"{key_path} exists; refusing to overwrite it (without it no stored secret opens)"
+        raise ConfigurationError(msg)
 
     store = open_store(database, create=True)
     try:
@@ -158,11 +161,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if sealed:
-        raise ConfigurationError(
+        msg = (
             "the database already holds sealed TOTP secrets, which a new key cannot open: "
             f"refusing to write one to {key_path}; the original key is needed "
             f"(restore its key file, or set {KEYS_ENV} or {KEY_FILE_ENV})"
         )
+        raise ConfigurationError(msg)
     shown = "PostgreSQL database" if is_postgres(database) else f"database {database}"
     print(f"{shown} ready (schema version {version})", file=args.out)
 

@@ -11,6 +11,8 @@ MAX_NAME = 200
 MAX_ID = 64
 MAX_TOKEN = 128
 MAX_CLIENT = 256
+MAX_COUNT = 10_000
+_ROLES = frozenset(member.value for member in Role)
 
 
 def utf8(value: str) -> bool:
@@ -28,11 +30,11 @@ def _printable(value: str) -> bool:
 
 def text(value: object, what: str, max_len: int) -> str:
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string", reason=f"invalid_{what}")
+        msg = f"{what} must be a string"
+        raise InvalidInput(msg, reason=f"invalid_{what}")
     if not value.strip() or len(value) > max_len or not _printable(value):
-        raise InvalidInput(
-            f"{what} must be 1 to {max_len} printable characters", reason=f"invalid_{what}"
-        )
+        msg = f"{what} must be 1 to {max_len} printable characters"
+        raise InvalidInput(msg, reason=f"invalid_{what}")
     return value
 
 
@@ -40,7 +42,8 @@ def email(value: object) -> str:
     address = text(value, "email", MAX_EMAIL).strip()
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or any(c.isspace() for c in address):
-        raise InvalidInput("email must look like name@example.org", reason="invalid_email")
+        msg = "email must look like name@example.org"
+        raise InvalidInput(msg, reason="invalid_email")
     return address
 
 
@@ -49,19 +52,16 @@ def identifier(value: object, what: str) -> str:
 
 
 def role(value: object) -> Role:
-    try:
-        if not isinstance(value, str):
-            raise ValueError
+    if isinstance(value, str) and value in _ROLES:
         return Role(value)
-    except ValueError:
-        raise InvalidInput(
-            "role must be one of owner, manager, member", reason="invalid_role"
-        ) from None
+    msg = "role must be one of owner, manager, member"
+    raise InvalidInput(msg, reason="invalid_role")
 
 
 def flag(value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        raise InvalidInput(f"{what} must be True or False", reason=f"invalid_{what}")
+        msg = f"{what} must be True or False"
+        raise InvalidInput(msg, reason=f"invalid_{what}")
     return value
 
 
@@ -74,20 +74,25 @@ def client(value: object) -> str | None:
 def password(value: object, settings: Settings, *, new: bool) -> str:
     """A password to hash or verify: a string of valid Unicode, within the size limits."""
     if not isinstance(value, str):
-        raise InvalidInput("password must be a string", reason="invalid_password")
+        msg = "password must be a string"
+        raise InvalidInput(msg, reason="invalid_password")
     if len(value) > settings.max_password_bytes or (
         len(value.encode("utf-8", "surrogatepass")) > settings.max_password_bytes
     ):
-        raise InvalidInput("password is too long", reason="password_too_long")
+        msg = "password is too long"
+        raise InvalidInput(msg, reason="password_too_long")
     if not utf8(value):
-        raise InvalidInput("password must be valid Unicode text", reason="invalid_password")
+        msg = "password must be valid Unicode text"
+        raise InvalidInput(msg, reason="invalid_password")
     if new and len(value) < settings.min_password_length:
-        raise InvalidInput("password is too short", reason="password_too_short")
+        msg = "password is too short"
+        raise InvalidInput(msg, reason="password_too_short")
     return value
 
 
 def count(value: object, what: str) -> int:
     """A page size or batch size: an int from 1 to 10,000."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
-        raise InvalidInput(f"{what} must be an int from 1 to 10000", reason=f"invalid_{what}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+        msg = f"{what} must be an int from 1 to {MAX_COUNT}"
+        raise InvalidInput(msg, reason=f"invalid_{what}")
     return value

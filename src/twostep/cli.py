@@ -35,7 +35,7 @@ DEFAULT_ISSUER = "twostep"
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors reported on one line."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (passed on to argparse)
         kwargs.setdefault("allow_abbrev", False)  # `--password` must not mean --password-stdin
         super().__init__(*args, **kwargs)
 
@@ -45,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
             # Never echo stray values: one of them may be a password typed in the wrong place.
             words = message.removeprefix(prefix).split()
             message = prefix + " ".join(w if w.startswith("-") else "<value>" for w in words)
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
+        msg = f"{message} (see `{self.prog} --help`)"
+        raise UsageError(msg)
 
 
 # -- commands ------------------------------------------------------------------------
@@ -82,15 +83,18 @@ def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         password: str = stdin.readline().rstrip("\r\n")
         if not password:
-            raise UsageError("--password-stdin: no password on standard input")
+            msg = "--password-stdin: no password on standard input"
+            raise UsageError(msg)
         return password
     if os.environ.get(PASSWORD_ENV):
         return os.environ[PASSWORD_ENV]
     if not stdin.isatty():
-        raise UsageError(f"no password: use --password-stdin or set {PASSWORD_ENV}")
+        msg = f"no password: use --password-stdin or set {PASSWORD_ENV}"
+        raise UsageError(msg)
     password = getpass.getpass("Password: ")
     if getpass.getpass("Password again: ") != password:
-        raise UsageError("the passwords differ")
+        msg = "the passwords differ"
+        raise UsageError(msg)
     return password
 
 
@@ -255,9 +259,7 @@ def main(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
-        args = _parser().parse_args(argv)
-        if args.command is None:
-            raise UsageError("a command is needed (see `twostep --help`)")
+        args = _parse(argv)
         args.out, args.err = out, err
         args.stdin = stdin if stdin is not None else sys.stdin
         status: int = args.run(args)
@@ -275,6 +277,14 @@ def main(
         print("twostep: interrupted", file=err)
         return 1
     return status
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        msg = "a command is needed (see `twostep --help`)"
+        raise UsageError(msg)
+    return args
 
 
 def _one_line(text: str) -> str:

@@ -25,9 +25,11 @@ class ManualClock:
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
         if self._now.tzinfo is None:
-            raise ValueError("the clock needs an aware datetime")
+            msg = "the clock needs an aware datetime"
+            raise ValueError(msg)
 
     def now(self) -> datetime:
+        """The time the clock shows."""
         return self._now
 
     def advance(self, seconds: float = 0, **delta: float) -> datetime:
@@ -36,13 +38,16 @@ class ManualClock:
         return self._now
 
     def set(self, when: datetime) -> None:
+        """Set the clock to ``when``."""
         self._now = when
 
 
 class Phone:
     """An authenticator app: it computes the code for a secret at the clock's time."""
 
-    def __init__(self, secret: str, clock: ManualClock, *, digits: int = 6, period: int = 30):
+    def __init__(
+        self, secret: str, clock: ManualClock, *, digits: int = 6, period: int = 30
+    ) -> None:
         self._totp = pyotp.TOTP(secret, digits=digits, interval=period)
         self._clock = clock
 

@@ -74,7 +74,7 @@ def secret_of(page: TestResponse) -> str:
 
 
 def backup_codes_of(page: TestResponse) -> list[str]:
-    found = re.search(r'id="backup-codes">(.*?)</ul>', text(page), flags=re.S)
+    found = re.search(r'id="backup-codes">(.*?)</ul>', text(page), flags=re.DOTALL)
     assert found, "no backup codes on the page"
     return re.findall(r"<li>([^<]+)</li>", found.group(1))
 
@@ -488,7 +488,9 @@ def test_r50_users_page_shows_2fa_status_per_user(
 ) -> None:
     member.turn_on()
     page = text(manager.get("/admin/users"))
-    rows = dict(re.findall(r'data-email="([^"]+)">.*?class="two-factor">(on|off)<', page, re.S))
+    rows = dict(
+        re.findall(r'data-email="([^"]+)">.*?class="two-factor">(on|off)<', page, re.DOTALL)
+    )
     assert rows == {OWNER: "off", MANAGER: "off", MEMBER: "on"}
     assert "Reset 2FA" not in page  # R41: not for managers
 
@@ -502,7 +504,9 @@ def test_r41_the_owner_resets_a_member(
     assert found
     page = owner.post(found.group(1))
     assert "2FA was reset: that user's sessions ended." in text(page)
-    assert re.search(r'data-email="member@acme.example">.*?"two-factor">off<', text(page), re.S)
+    assert re.search(
+        r'data-email="member@acme.example">.*?"two-factor">off<', text(page), re.DOTALL
+    )
     page = member.get("/security")  # the member's session ended
     assert page.request.path == "/login"
     page = open_browser().login(MEMBER)  # and the old phone is no longer asked for

@@ -66,7 +66,7 @@ def test_r60_every_change_and_failure_is_audited_without_secrets(world: World) -
 
     events = service.audit_trail(owner, limit=1000)
     seen = {(e.action, e.outcome, e.reason) for e in events}
-    S, F = ts.Outcome.SUCCESS, ts.Outcome.FAILURE
+    S, F = ts.Outcome.SUCCESS, ts.Outcome.FAILURE  # noqa: N806 (the legend of the table below)
     # A refusal is recorded under the action of the success it was refused.
     for expected in [
         ("account_created", S, None),

@@ -57,7 +57,8 @@ def reset_two_factor(context: Context, session: object, user_id: str) -> None:
         actor = authenticate(w, session)
         target = w.tx.get_user(user_id)
         if target is None or target.account_id != actor.account.id:
-            raise UnknownUser("no such user in this account")
+            msg = "no such user in this account"
+            raise UnknownUser(msg)
         allow(w, Action.RESET_OTHER, actor, audit_as=AuditAction.TWO_FACTOR_RESET, target=target)
         w.tx.put_user(target.without_two_factor(end_sessions=True))
         w.audit(
@@ -76,7 +77,8 @@ def operator_reset_two_factor(context: Context, email: str) -> User:
     with context.work() as w:
         target = w.tx.find_user_by_email(email_key(address))
         if target is None:
-            raise UnknownUser("no user has this email")
+            msg = "no user has this email"
+            raise UnknownUser(msg)
         target = target.without_two_factor(end_sessions=True)
         w.tx.put_user(target)
         w.audit(
@@ -152,7 +154,8 @@ def create_user(
     password_hash = context.passwords.hash(password)
     with context.work() as w:
         if w.tx.get_account(account_id) is None:
-            raise UnknownAccount("no such account")
+            msg = "no such account"
+            raise UnknownAccount(msg)
         user = User(
             id=_new_id(),
             account_id=account_id,

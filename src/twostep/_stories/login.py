@@ -43,7 +43,8 @@ def login(context: Context, email: object, password: object, client: object) -> 
         or len(email) > check.MAX_EMAIL
         or not check.utf8(email)
     ):
-        raise InvalidInput("email must be a non-empty string", reason="invalid_email")
+        msg = "email must be a non-empty string"
+        raise InvalidInput(msg, reason="invalid_email")
     given = check.password(password, context.settings, new=False)
     client_key = check.client(client)
     counters = password_counters(context.settings, email_key(email), client_key)

@@ -229,8 +229,10 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
             # password login, counted in advance) would write one more page, while the
             # purge's scan of the table (about 0.1 s per million rows on SQLite) runs
             # only now and then.
-            "CREATE INDEX users_pending_expiry ON users (pending_expires_at) "
-            "WHERE pending_expires_at IS NOT NULL",
+            (
+                "CREATE INDEX users_pending_expiry ON users (pending_expires_at) "
+                "WHERE pending_expires_at IS NOT NULL"
+            ),
         ),
     ),
 )
@@ -240,10 +242,11 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 def refuse_newer(version: int) -> None:
     """Refuse a database whose schema is newer than this code knows."""
     if version > SCHEMA_VERSION:
-        raise StoreError(
+        msg = (
             f"the database has schema version {version}, newer than this twostep "
             f"knows ({SCHEMA_VERSION}): upgrade twostep"
         )
+        raise StoreError(msg)
 
 
 def ensure_schema(version: int, *, migrate: bool, apply: Callable[[], object]) -> None:
@@ -251,5 +254,6 @@ def ensure_schema(version: int, *, migrate: bool, apply: Callable[[], object]) -
     refuse_newer(version)
     if version < SCHEMA_VERSION:
         if not migrate:
-            raise StoreError(f"the database has schema version {version}; run `twostep migrate`")
+            msg = f"the database has schema version {version}; run `twostep migrate`"
+            raise StoreError(msg)
         apply()

@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from .._audit import AuditEvent
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
@@ -29,8 +29,8 @@ class _Tx:
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
         self._audit_len = 0
 
-    def __enter__(self) -> _Tx:
-        self._s._lock.acquire()
+    def __enter__(self) -> Self:
+        self._s._lock.acquire()  # noqa: SLF001 (the store's own transaction)
         self._audit_len = len(self._s.audit)
         return self
 
@@ -44,9 +44,9 @@ class _Tx:
             if error is not None:
                 self.rollback()
         finally:
-            self._s._lock.release()
+            self._s._lock.release()  # noqa: SLF001 (the store's own transaction)
 
-    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+    def _set(self, table: dict[Any, Any], key: object, value: object) -> None:
         self._undo.append((table, key, table.get(key, _MISSING)))
         if value is _MISSING:
             table.pop(key, None)
@@ -80,7 +80,8 @@ class _Tx:
 
     def add_user(self, user: User) -> None:
         if user.email_key in self._s.emails:
-            raise EmailTaken("a user with this email already exists")
+            msg = "a user with this email already exists"
+            raise EmailTaken(msg)
         self._set(self._s.emails, user.email_key, user.id)
         members = set(self._s.members.get(user.account_id, set()))
         members.add(user.id)
@@ -179,8 +180,9 @@ class InMemoryStore:
         return f"InMemoryStore(accounts={len(self.accounts)}, users={len(self.users)})"
 
     def transaction(self, *, write: bool = True) -> _Tx:
+        """A transaction: it holds the store's lock from entry to exit."""
         del write  # one lock serves reads and writes alike
         return _Tx(self)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the state lives as long as the store."""

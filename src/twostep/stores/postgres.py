@@ -129,7 +129,8 @@ class _Tx:
                 )
         except errors.UniqueViolation as error:
             if "email_key" in (error.diag.constraint_name or ""):
-                raise EmailTaken("a user with this email already exists") from None
+                msg = "a user with this email already exists"
+                raise EmailTaken(msg) from None
             raise
 
     def put_user(self, user: User) -> None:
@@ -254,11 +255,13 @@ class PostgresStore:
         migrate: bool = True,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
-            raise ValueError("need 0 <= min_size <= max_size and max_size >= 1")
+            msg = "need 0 <= min_size <= max_size and max_size >= 1"
+            raise ValueError(msg)
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError:
-            raise StoreError("not a valid PostgreSQL DSN") from None
+            msg = "not a valid PostgreSQL DSN"
+            raise StoreError(msg) from None
         # What repr shows: where the database is, never a password.
         self._where = ", ".join(
             f"{k}={params[k]}" for k in ("host", "port", "dbname") if params.get(k) is not None
@@ -330,6 +333,7 @@ class PostgresStore:
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+        """A unit of work on a pooled connection: READ COMMITTED to write, a snapshot to read."""
         with self._connection() as conn, conn.transaction():
             # Set explicitly: a server may default to another level. Writers lock what
             # they read (see the module doc); readers get one consistent snapshot.
@@ -340,4 +344,5 @@ class PostgresStore:
             yield _Tx(conn, write=write)
 
     def close(self) -> None:
+        """Close the pool and its connections."""
         self._pool.close()

@@ -140,7 +140,8 @@ class _Tx:
             self._db.execute(_ADD_USER, _sql.user_row(user))
         except sqlite3.IntegrityError as error:
             if "email_key" in str(error):
-                raise EmailTaken("a user with this email already exists") from None
+                msg = "a user with this email already exists"
+                raise EmailTaken(msg) from None
             raise
 
     def put_user(self, user: User) -> None:
@@ -245,11 +246,14 @@ class SQLiteStore:
         checkpoint_pages: int = 10_000,
     ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
+            msg = "synchronous must be OFF, NORMAL, FULL or EXTRA"
+            raise ValueError(msg)
         if isinstance(checkpoint_pages, bool) or not isinstance(checkpoint_pages, int):
-            raise TypeError("checkpoint_pages must be an int")
+            msg = "checkpoint_pages must be an int"
+            raise TypeError(msg)
         if checkpoint_pages < 1:
-            raise ValueError("checkpoint_pages must be at least 1")
+            msg = "checkpoint_pages must be at least 1"
+            raise ValueError(msg)
         self._checkpoint_pages = checkpoint_pages
         self.path = str(path)
         self._synchronous = synchronous.upper()
@@ -285,6 +289,7 @@ class SQLiteStore:
         return db
 
     def schema_version(self) -> int:
+        """The newest migration this database has had (0 for an empty one)."""
         db = self._connection()
         version: int = db.execute("PRAGMA user_version").fetchone()[0]
         return version
@@ -308,11 +313,13 @@ class SQLiteStore:
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+        """A unit of work on this thread's connection; writers take the write lock at once."""
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as error:
-            raise StoreError(f"cannot start a transaction: {error}") from None
+            msg = f"cannot start a transaction: {error}"
+            raise StoreError(msg) from None
         try:
             yield _Tx(db)
         except BaseException:
@@ -321,6 +328,7 @@ class SQLiteStore:
         db.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the connections of every thread."""
         with self._all_lock:
             for db in self._all:
                 db.close()
