@@ -103,7 +103,7 @@ def main(quick: bool) -> list[Figure | Report]:
             )
         )
         for db in (small, big):
-            db[0]._store.close()
+            db[0]._context.store.close()
         # -- login_at_scale ------------------------------------------------------------
         started = time.perf_counter()
         small = populate_sqlite(root / "login100.db", 100)
@@ -123,7 +123,7 @@ def main(quick: bool) -> list[Figure | Report]:
             file=sys.stderr,
         )
         for db in (small, big):
-            db[0]._store.close()
+            db[0]._context.store.close()
     return out
 
 
