@@ -320,12 +320,18 @@ class ThrottleKey(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ThrottleState:
-    """Consecutive failures under one key, and until when the key is blocked (R6)."""
+    """Consecutive failures under one key, and until when the key is blocked (R6).
+
+    ``in_flight`` counts the attempts admitted and not yet settled (their secret is
+    being checked), the latest admitted at ``in_flight_at``.
+    """
 
     key: ThrottleKey
     failures: int
     blocked_until: datetime | None
     last_failure_at: datetime
+    in_flight: int = 0
+    in_flight_at: datetime | None = None
 
     @classmethod
     def clean(cls, key: ThrottleKey, now: datetime) -> ThrottleState:
