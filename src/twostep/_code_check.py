@@ -36,7 +36,7 @@ from ._codes import (
     open_totp_key,
     parse_code,
 )
-from ._domain import Account, BackupCodeSet, LoginChallenge, User
+from ._domain import Account, BackupCodeSet, ChallengeKind, LoginChallenge, User
 from ._errors import InvalidCode, Throttled, TwoStepError
 from ._results import BackupCodes
 from ._settings import Settings
@@ -134,9 +134,15 @@ def _admit(w: Work, attempt: CodeAttempt, settings: Settings, *, count: bool) ->
     """Refuse a dead challenge, a missing enrolment or a throttled user; else count."""
     try:
         if attempt.challenge is not None:
-            attempt.challenge.check_usable(w.now, settings.challenge_max_attempts)
+            challenge = attempt.challenge
+            lifetime = (
+                settings.enrollment_ttl
+                if challenge.kind is ChallengeKind.ENROLLMENT
+                else settings.challenge_ttl
+            )
+            challenge.check_usable(w.now, settings.challenge_max_attempts, lifetime)
         if attempt.against is Against.PENDING:
-            attempt.user.pending_secret(w.now)
+            attempt.user.pending_secret(w.now, settings.enrollment_ttl)
         throttled = blocked(w, attempt.counters)
         if throttled is not None:
             raise throttled
@@ -163,7 +169,9 @@ def _check(
             # Rarely, a code refused by the check outside the lock passes here (the clock
             # moved on a time step): then the new codes are made under the lock.
             made = made or new_backup_codes(context.settings)
-            passed = Passed(user.confirm_enrollment(step, made.stored, w.now), "enrolled", made)
+            lifetime = context.settings.enrollment_ttl
+            confirmed = user.confirm_enrollment(step, made.stored, w.now, lifetime)
+            passed = Passed(confirmed, "enrolled", made)
         else:
             passed = Passed(_use_code(context, user, proof, w.now), _how(proof), made)
     except InvalidCode as wrong:
@@ -248,7 +256,7 @@ def _use_code(context: Context, user: User, proof: _Proof, now: datetime) -> Use
 
 def _pending_step(context: Context, user: User, proof: _Proof, now: datetime) -> int:
     """R10: the time step of a right code from the app being enrolled."""
-    sealed = user.pending_secret(now)
+    sealed = user.pending_secret(now, context.settings.enrollment_ttl)
     if proof.code.kind == CodeKind.OTP:
         key = open_totp_key(context.cipher, user.id, sealed)
         step = matching_step(key, proof.code.value, now, context.settings)

@@ -11,7 +11,7 @@ import enum
 import hmac
 import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from ._errors import ChallengeExpired, InvalidCode, NotAllowed, SessionInvalid
@@ -116,12 +116,12 @@ class TwoFactorState:
     def enabled(self) -> bool:
         return self.secret is not None
 
-    def pending_at(self, now: datetime) -> bool:
-        """Whether an enrolment is waiting for its confirming code at ``now``."""
+    def pending_at(self, now: datetime, lifetime: timedelta) -> bool:
+        """Whether an enrolment of ``lifetime`` is waiting for its first code at ``now``."""
         return (
             self.pending_secret is not None
             and self.pending_expires_at is not None
-            and now < self.pending_expires_at
+            and alive(now, self.pending_expires_at - lifetime, self.pending_expires_at, lifetime)
         )
 
 
@@ -158,20 +158,22 @@ class User:
         )
         return replace(self, two_factor=state)
 
-    def pending_secret(self, now: datetime) -> str:
+    def pending_secret(self, now: datetime, lifetime: timedelta) -> str:
         """The sealed pending secret, or an error if no enrolment is waiting."""
         state = self.two_factor
         if state.pending_secret is None:
             msg = "no enrolment is in progress"
             raise NotAllowed(msg, reason="no_enrollment_in_progress", rule="R10")
-        if not state.pending_at(now):
+        if not state.pending_at(now, lifetime):
             msg = "the enrolment expired; start it again"
             raise ChallengeExpired(msg, reason="expired")
         return state.pending_secret
 
-    def confirm_enrollment(self, step: int, codes: BackupCodeSet, now: datetime) -> User:
+    def confirm_enrollment(
+        self, step: int, codes: BackupCodeSet, now: datetime, lifetime: timedelta
+    ) -> User:
         """R10/R40: the pending secret becomes the secret, with fresh backup codes."""
-        secret = self.pending_secret(now)
+        secret = self.pending_secret(now, lifetime)
         state = TwoFactorState(secret=secret, last_step=step, enabled_at=now)
         return replace(self, two_factor=state, backup_codes=codes)
 
@@ -217,6 +219,16 @@ class User:
         )
 
 
+def alive(now: datetime, started: datetime, expires: datetime, lifetime: timedelta) -> bool:
+    """R70: whether a record made at ``started`` is alive at ``now``.
+
+    It is alive from ``started`` until ``expires``, and never longer than ``lifetime``
+    after ``started``; a record stamped in the future (the clock has moved back since)
+    is not alive, so that a jump of the clock cannot stretch any lifetime.
+    """
+    return started <= now < min(expires, started + lifetime)
+
+
 def email_key(email: str) -> str:
     """The form in which emails are compared: unique across the installation, any case."""
     return email.strip().casefold()
@@ -238,8 +250,9 @@ class LoginChallenge:
     expires_at: datetime
     attempts: int = 0
 
-    def check_usable(self, now: datetime, max_attempts: int) -> None:
-        if now >= self.expires_at:
+    def check_usable(self, now: datetime, max_attempts: int, lifetime: timedelta) -> None:
+        """Refuse a challenge that expired, is stamped in the future, or had its attempts."""
+        if not alive(now, self.created_at, self.expires_at, lifetime):
             msg = "the login expired; log in again"
             raise ChallengeExpired(msg, reason="expired")
         if self.attempts >= max_attempts:
@@ -267,14 +280,15 @@ class SessionRecord:
     user_generation: int
 
     def check_valid(
-        self, now: datetime, user: User | None, account: Account | None
+        self, now: datetime, lifetime: timedelta, user: User | None, account: Account | None
     ) -> tuple[User, Account]:
-        """The session's user and account if it is still valid at ``now`` (R21, R41).
+        """The session's user and account if it is still valid at ``now`` (R21, R41, R70).
 
-        Otherwise :class:`SessionInvalid` says why: expired, revoked (logged out by a
-        generation, or the user is gone or deactivated) or ``two_factor_required``.
+        Otherwise :class:`SessionInvalid` says why: expired (or stamped in the future),
+        revoked (logged out by a generation, or the user is gone or deactivated) or
+        ``two_factor_required``.
         """
-        if now >= self.expires_at:
+        if not alive(now, self.issued_at, self.expires_at, lifetime):
             msg = "the session expired"
             raise SessionInvalid(msg, reason="expired")
         if (
@@ -338,11 +352,20 @@ class ThrottleState:
         """A key with no failure counted: what a key without a stored row is."""
         return cls(key, 0, None, now)
 
-    def retry_after(self, now: datetime) -> int | None:
-        """Whole seconds until the key may try again, or ``None`` if it is not blocked."""
-        if self.blocked_until is None or now >= self.blocked_until:
+    def retry_after(self, now: datetime, conf: ThrottleSettings) -> int | None:
+        """Whole seconds until the key may try again, or ``None`` if it is not blocked.
+
+        R70: a block lasts the delay its failures earn from the last failure, whatever
+        the stored end says, and a block stamped in the future (the clock has moved back
+        since) is over; its failures still count towards the next one.
+        """
+        if self.blocked_until is None:
             return None
-        return max(1, math.ceil((self.blocked_until - now).total_seconds()))
+        earned = conf.delay(self.failures)
+        if not alive(now, self.last_failure_at, self.blocked_until, earned):
+            return None
+        end = min(self.blocked_until, self.last_failure_at + earned)
+        return max(1, math.ceil((end - now).total_seconds()))
 
     def failed(self, now: datetime, conf: ThrottleSettings) -> ThrottleState:
         """One failure more at ``now``: the count starts again after ``forget_after``."""

@@ -55,14 +55,17 @@ class Actor(NamedTuple):
     account: Account
 
 
-def authenticate(w: Work, session: object) -> Actor:
-    """The actor behind a session, checked as on every request (R21, R41)."""
+def authenticate(w: Work, settings: Settings, session: object) -> Actor:
+    """The actor behind a session, checked as on every request (R21, R41, R70)."""
     record = w.tx.get_session(token_hash(session_token(session)))
     if record is None:
         msg = "unknown or logged-out session"
         raise SessionInvalid(msg, reason="unknown")
     user, account = record.check_valid(
-        w.now, w.tx.get_user(record.user_id), w.tx.get_account(record.account_id)
+        w.now,
+        settings.session_ttl,
+        w.tx.get_user(record.user_id),
+        w.tx.get_account(record.account_id),
     )
     return Actor(record, user, account)
 

@@ -47,9 +47,9 @@ def password_counters(
 
 def blocked(w: Work, counters: tuple[Counter, ...]) -> Throttled | None:
     """The refusal of the first blocked key, or ``None`` if the attempt may go on."""
-    for key, _ in counters:
+    for key, conf in counters:
         state = w.tx.get_throttle(key)
-        wait = state.retry_after(w.now) if state is not None else None
+        wait = state.retry_after(w.now, conf) if state is not None else None
         if wait is not None:
             return Throttled(
                 f"too many failed attempts; try again in {wait} s",

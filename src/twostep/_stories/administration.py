@@ -12,7 +12,7 @@ from .._errors import UnknownAccount, UnknownUser
 from .._policy import Action
 from .._results import AccountOverview, UserOverview
 from .._sessions import authenticate
-from .._unit_of_work import Context
+from .._unit_of_work import Context, KeepAndRaise
 from ._shared import allow
 
 __all__ = [
@@ -35,7 +35,7 @@ def set_two_factor_required(context: Context, session: object, required: bool) -
         else (Action.ALLOW_WITHOUT_TWO_FACTOR, AuditAction.TWO_FACTOR_OPTIONAL)
     )
     with context.work() as w:
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         allow(w, action, actor, audit_as=audit_as)
         account = actor.account.with_requirement(required)
         if account == actor.account:
@@ -54,11 +54,21 @@ def reset_two_factor(context: Context, session: object, user_id: str) -> None:
     """R41: an owner removes another user's 2FA, secret and backup codes; sessions end."""
     user_id = check.identifier(user_id, "user_id")
     with context.work() as w:
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         target = w.tx.get_user(user_id)
         if target is None or target.account_id != actor.account.id:
+            # R73: recorded in the actor's trail, whether the id is unknown or another
+            # account's; the error is the same for both.
+            w.audit(
+                AuditAction.TWO_FACTOR_RESET,
+                Outcome.FAILURE,
+                account_id=actor.account.id,
+                actor_id=actor.user.id,
+                target_id=user_id,
+                reason="unknown_user",
+            )
             msg = "no such user in this account"
-            raise UnknownUser(msg)
+            raise KeepAndRaise(UnknownUser(msg))
         allow(w, Action.RESET_OTHER, actor, audit_as=AuditAction.TWO_FACTOR_RESET, target=target)
         w.tx.put_user(target.without_two_factor(end_sessions=True))
         w.audit(
@@ -96,7 +106,7 @@ def operator_reset_two_factor(context: Context, email: str) -> User:
 def two_factor_overview(context: Context, session: object) -> AccountOverview:
     """R50: owners and managers see which users have 2FA on."""
     with context.work() as w:  # a refusal is recorded, so this one may write
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         allow(w, Action.VIEW_OVERVIEW, actor, audit_as=AuditAction.OVERVIEW_VIEWED)
         users = tuple(
             UserOverview(
@@ -116,7 +126,7 @@ def audit_trail(context: Context, session: object, limit: int) -> list[AuditEven
     """R60: the account's audit events, newest first, for owners and managers."""
     limit = check.count(limit, "limit")
     with context.work() as w:
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         allow(w, Action.VIEW_AUDIT, actor, audit_as=AuditAction.AUDIT_TRAIL_VIEWED)
         return w.tx.audit_events(actor.account.id, limit)
 

@@ -42,8 +42,9 @@ def login(context: Context, email: object, password: object, client: object) -> 
         or not email.strip()
         or len(email) > check.MAX_EMAIL
         or not check.utf8(email)
+        or not email.isprintable()  # R73: a NUL byte or a control character is no email
     ):
-        msg = "email must be a non-empty string"
+        msg = "email must be a non-empty string of printable characters"
         raise InvalidInput(msg, reason="invalid_email")
     given = check.password(password, context.settings, new=False)
     client_key = check.client(client)
@@ -230,7 +231,7 @@ def check_session(context: Context, session: object) -> Session:
     """The session behind a token, if it is still valid (R21, R41)."""
     token = session_token(session)
     with context.work(write=False) as w:
-        actor = authenticate(w, token)
+        actor = authenticate(w, context.settings, token)
         return session_value(token, actor.record, actor.user)
 
 

@@ -28,19 +28,21 @@ __all__ = [
 def two_factor_status(context: Context, session: object) -> TwoFactorStatus:
     """The actor's own 2FA: on or off, required or not, backup codes left (R5)."""
     with context.work(write=False) as w:
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         return TwoFactorStatus(
             enabled=actor.user.two_factor.enabled,
             required_by_account=actor.account.two_factor_required,
             backup_codes_remaining=actor.user.backup_codes_remaining,
-            enrollment_pending=actor.user.two_factor.pending_at(w.now),
+            enrollment_pending=actor.user.two_factor.pending_at(
+                w.now, context.settings.enrollment_ttl
+            ),
         )
 
 
 def begin_enrollment(context: Context, session: object) -> Enrollment:
     """R30: start turning 2FA on; nothing changes until it is confirmed (R11)."""
     with context.work() as w:
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         allow(w, Action.ENROLL, actor, audit_as=AuditAction.ENROLLMENT_STARTED)
         user, enrollment = new_enrollment(context, w, actor.user)
         w.tx.put_user(user)
@@ -52,7 +54,7 @@ def confirm_enrollment(context: Context, session: object, code: object) -> Backu
     """R10/R40: a right code from the new app turns the new secret on, with new codes."""
 
     def load(w: Work) -> CodeAttempt:
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         # R40: a user with 2FA is confirming the new phone of a reset begun before.
         resetting = actor.user.two_factor.enabled
         action = Action.CONFIRM_RESET if resetting else Action.ENROLL
@@ -131,7 +133,7 @@ def _with_code(
     """An action taken with a code of one's confirmed 2FA, once the policy allows it."""
 
     def load(w: Work) -> CodeAttempt:
-        actor = authenticate(w, session)
+        actor = authenticate(w, context.settings, session)
         allow(w, action, actor, audit_as=audit_as)
         return CodeAttempt(
             user=actor.user,
