@@ -1,6 +1,7 @@
 """A server-rendered Flask app with every screen of twostep's rules.
 
-Run it from the repository root: ``flask --app examples/flask_app/app.py run``.
+Run it from the repository root: ``flask --app examples/flask_app/app.py run``
+(over plain http, with ``TWOSTEP_INSECURE_COOKIES=1``: see :func:`create_app`).
 Login (R1-R3), set-up with a QR code and the key as text (R10), backup codes shown
 once (R5, R10), the Security page (R30-R32, R40) and Administration (R20-R22, R41,
 R50, R60).
@@ -58,11 +59,31 @@ def make_service() -> ts.TwoStep:
     return service
 
 
-def create_app(service: ts.TwoStep | None = None, *, secret_key: str | None = None) -> Flask:
-    """The app; tests pass their own ``service`` (a manual clock, cheap settings)."""
+def insecure_cookies_asked() -> bool:
+    """Whether ``TWOSTEP_INSECURE_COOKIES`` asks for cookies that plain http can carry."""
+    return os.environ.get("TWOSTEP_INSECURE_COOKIES", "").strip().lower() in {"1", "true", "yes"}
+
+
+def create_app(
+    service: ts.TwoStep | None = None,
+    *,
+    secret_key: str | None = None,
+    secure_cookies: bool | None = None,
+) -> Flask:
+    """The app; tests pass their own ``service`` (a manual clock, cheap settings).
+
+    The session cookie is ``Secure`` (sent over https only) unless ``secure_cookies``
+    is false, or is left out while ``TWOSTEP_INSECURE_COOKIES=1``: for plain http on
+    one's own machine, where a browser would not send a ``Secure`` cookie back.
+    """
     app = Flask(__name__)
     app.secret_key = secret_key or os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex(32)
-    TwoStepFlask(app, service if service is not None else make_service())
+    if secure_cookies is None:
+        secure_cookies = not insecure_cookies_asked()
+    if not secure_cookies:
+        app.logger.warning("The session cookie is not Secure: for plain http in development only.")
+    service = service if service is not None else make_service()
+    TwoStepFlask(app, service, secure_cookies=secure_cookies)
 
     def setup_page(enrollment: ts.Enrollment | None, action: str, mode: str) -> str:
         qr = Markup(enrollment.qr_svg(scale=5)) if enrollment is not None else None  # noqa: S704 (segno's SVG)

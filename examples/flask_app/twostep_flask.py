@@ -4,6 +4,9 @@
   login steps, the login challenge token); :meth:`TwoStepFlask.load_user` checks the
   token with ``TwoStep.check_session`` on every request, so a session ended by R21 or
   R41 stops working at once, and a user who must set up 2FA is sent to log in (R3).
+- That cookie is ``__Host-session; Secure; HttpOnly; SameSite=Lax; Path=/``
+  (:func:`configure_session_cookie`), and no response may be cached
+  (``Cache-Control: no-store``): pages show secret keys and backup codes.
 - Every form carries a CSRF token (:func:`csrf_token`), checked on every POST.
 - twostep's typed errors become messages for people (:func:`message`, R61).
 """
@@ -32,11 +35,18 @@ R = TypeVar("R")
 class TwoStepFlask:
     """Binds a ``TwoStep`` service to a Flask app: session lookup, CSRF, template helpers."""
 
-    def __init__(self, app: Flask, service: ts.TwoStep, *, login_endpoint: str = "login") -> None:
+    def __init__(
+        self,
+        app: Flask,
+        service: ts.TwoStep,
+        *,
+        login_endpoint: str = "login",
+        secure_cookies: bool = True,
+    ) -> None:
         self.service = service
         self.login_endpoint = login_endpoint
         app.extensions["twostep"] = self
-        app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+        configure_session_cookie(app, secure=secure_cookies)
         app.before_request(self.check_csrf)
         app.before_request(self.load_user)
         app.after_request(self.no_store)
@@ -73,9 +83,29 @@ class TwoStepFlask:
 
     @staticmethod
     def no_store(response: Response) -> Response:
-        # Pages may show a secret key or backup codes: no cache keeps them.
+        """Every response: pages show secret keys and backup codes, which no cache may keep."""
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def configure_session_cookie(app: Flask, *, secure: bool = True) -> None:
+    """The session cookie carries the twostep session token: keep it to this site.
+
+    ``Secure`` (https only) with the ``__Host-`` prefix, which browsers accept only
+    with ``Secure``, ``Path=/`` and no ``Domain``, so no subdomain can set or shadow
+    it; ``HttpOnly`` (no script reads it); ``SameSite=Lax`` (not sent with other
+    sites' POSTs). ``secure=False`` is for plain http on one's own machine: the cookie
+    is then ``session``, without ``Secure`` or the prefix, and keeps the rest.
+    Flask's defaults hold every one of these keys, so they are set, not defaulted.
+    """
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-session" if secure else "session",
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
+    )
 
 
 def get_service() -> ts.TwoStep:

@@ -24,6 +24,7 @@ class Browser:
 
     def __init__(self, app: Flask, clock: ManualClock) -> None:
         self.http = app.test_client()
+        self.http.environ_base["wsgi.url_scheme"] = "https"  # Secure cookies need https
         self.clock = clock
         self.phone: Phone | None = None
         self.backup_codes: list[str] = []
@@ -80,7 +81,9 @@ def backup_codes_of(page: TestResponse) -> list[str]:
 
 
 @pytest.fixture
-def app(app_service: ts.TwoStep) -> Flask:
+def app(app_service: ts.TwoStep, monkeypatch: pytest.MonkeyPatch) -> Flask:
+    """The app as deployed: secure cookies (a developer's shell may say otherwise)."""
+    monkeypatch.delenv("TWOSTEP_INSECURE_COOKIES", raising=False)
     return create_app(app_service, secret_key="test-secret")
 
 
@@ -256,9 +259,84 @@ def test_forms_without_the_csrf_token_are_refused(member: Browser) -> None:
     assert "Two-step verification is <strong>off</strong>" in text(member.get("/security"))
 
 
-def test_secret_pages_are_not_cached(member: Browser) -> None:
-    page = member.post("/security/enable")
-    assert page.headers["Cache-Control"] == "no-store"
+# -- cookies and caching -------------------------------------------------------------
+
+
+def responses(*pages: TestResponse) -> list[TestResponse]:
+    """These responses and the redirects that led to them."""
+    return [r for page in pages for r in (*page.history, page)]
+
+
+def set_cookies(*pages: TestResponse) -> list[tuple[str, set[str]]]:
+    """Every ``Set-Cookie`` of these responses: the cookie's name and its attributes."""
+    found = []
+    for r in responses(*pages):
+        for header in r.headers.getlist("Set-Cookie"):
+            pair, *attributes = header.split("; ")
+            found.append((pair.partition("=")[0], set(attributes)))
+    return found
+
+
+def test_every_cookie_is_secure_httponly_lax_and_host_only(open_browser: Opener) -> None:
+    b = open_browser()
+    pages = [b.get("/login"), b.login(MEMBER), b.post("/security/enable")]
+    pages += [b.enroll_at(pages[-1], "/security/confirm"), b.post("/logout"), b.login(MEMBER)]
+    cookies = set_cookies(*pages)
+    assert len(cookies) >= len(pages)
+    for name, attributes in cookies:
+        assert name == "__Host-session"  # the browser refuses it unless Secure, Path=/, no Domain
+        assert {"Secure", "HttpOnly", "SameSite=Lax", "Path=/"} <= attributes
+        assert not any(a.lower().startswith("domain=") for a in attributes)
+
+
+@pytest.mark.parametrize("how", ["parameter", "environment"])
+def test_local_http_drops_secure_and_the_prefix_only(
+    app_service: ts.TwoStep, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    if how == "parameter":
+        monkeypatch.setenv("TWOSTEP_INSECURE_COOKIES", "0")
+        app = create_app(app_service, secret_key="test-secret", secure_cookies=False)
+    else:
+        monkeypatch.setenv("TWOSTEP_INSECURE_COOKIES", "1")
+        app = create_app(app_service, secret_key="test-secret")
+    [(name, attributes)] = set_cookies(app.test_client().get("/login"))
+    assert name == "session"  # __Host- needs Secure
+    assert "Secure" not in attributes
+    assert {"HttpOnly", "SameSite=Lax", "Path=/"} <= attributes
+
+
+def test_secure_cookies_win_over_the_environment(
+    app_service: ts.TwoStep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWOSTEP_INSECURE_COOKIES", "1")
+    app = create_app(app_service, secret_key="test-secret", secure_cookies=True)
+    [(name, attributes)] = set_cookies(app.test_client().get("/login"))
+    assert name == "__Host-session"
+    assert "Secure" in attributes
+
+
+def test_no_response_is_cached(owner: Browser, open_browser: Opener) -> None:
+    b = open_browser()
+    login = b.get("/login")
+    to_code = b.login(MEMBER)
+    setup = b.post("/security/enable")  # QR code and secret key
+    codes = b.enroll_at(setup, "/security/confirm")  # backup codes
+    new_codes = b.post("/security/backup-codes", code=b.code())
+    out = b.post("/logout")
+    code_step = b.login(MEMBER)
+    logged_in = b.post("/login/code", code=b.code())
+    refused = [b.http.post("/security/enable"), b.get("/admin")]  # no CSRF token: 400; 403
+    require_two_factor(owner)
+    c = open_browser()
+    login_setup = c.login(MANAGER)  # R3: the set-up page is the answer to the login form
+    login_codes = c.enroll_at(login_setup, "/login/setup")
+    assert code_step.request.path == "/login/code"
+    assert len(backup_codes_of(new_codes)) == 10
+    assert len(c.backup_codes) == 10
+    assert [r.status_code for r in refused] == [400, 403]
+    pages = [login, to_code, setup, codes, new_codes, out, code_step, logged_in, *refused]
+    for r in responses(*pages, login_setup, login_codes):
+        assert r.headers["Cache-Control"] == "no-store", r.request.path
 
 
 # -- enrolment (R10, R11, R30) --------------------------------------------------------

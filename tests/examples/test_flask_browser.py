@@ -74,7 +74,8 @@ def base_url(tmp_path: Path) -> Iterator[str]:
         store, issuer="twostep Flask example", settings=FAST, cipher=ts.AESGCMKeyring.generate()
     )
     seed.seed(service)
-    app = create_app(service, secret_key=secrets.token_hex(32))
+    # Plain http: cookies without Secure (and so without the __Host- prefix).
+    app = create_app(service, secret_key=secrets.token_hex(32), secure_cookies=False)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -116,6 +117,8 @@ def test_r3_r10_r20_r41_in_a_browser(browser: Browser, base_url: str) -> None:
     # R20, R21: the owner requires 2FA for all users and is logged out with everyone.
     log_in(owner, base_url, OWNER)
     expect(owner).to_have_url(f"{base_url}/security")
+    [cookie] = owner.context.cookies()  # the one cookie, as Chromium keeps it
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("session", True, "Lax")
     owner.click("#nav-admin")
     owner.click("#require-on")
     expect(owner).to_have_url(f"{base_url}/login")
