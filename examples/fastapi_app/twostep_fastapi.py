@@ -2,6 +2,9 @@
 
 - The bearer token is the twostep session token; :func:`current_session` checks it
   with ``TwoStep.check_session`` on every request (R21, R41: ended sessions stop at once).
+- Every response is sent with ``Cache-Control: no-store`` (:class:`NoStore`): answers
+  carry session tokens, login challenges, enrolment secrets and backup codes. No
+  cookie is set: the client keeps the token.
 - Every twostep error becomes an HTTP status and a JSON body
   ``{"error": <reason>, "type": <error class>, "message": ...}`` (R61):
 
@@ -30,6 +33,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import twostep as ts
 
@@ -51,9 +56,36 @@ STATUS: dict[type[ts.TwoStepError], int] = {
 bearer = HTTPBearer(auto_error=False, description="The session token from POST /login.")
 
 
+class NoStore:
+    """ASGI middleware: ``Cache-Control: no-store`` on every HTTP response.
+
+    Tokens, challenges, secrets and backup codes come back in JSON bodies, which no
+    browser or proxy cache may keep; marking every response is simpler than listing
+    the routes that carry one, and cannot miss a new route. It sits outside the
+    exception handlers, so error responses are marked too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message)["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+
 def install(app: FastAPI, service: ts.TwoStep) -> None:
-    """Make ``service`` the app's twostep, and map its errors to responses."""
+    """Make ``service`` the app's twostep, map its errors to responses, cache nothing."""
     app.state.twostep = service
+    app.add_middleware(NoStore)
     app.add_exception_handler(ts.TwoStepError, error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_response)  # type: ignore[arg-type]
 

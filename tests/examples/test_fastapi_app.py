@@ -232,6 +232,34 @@ def test_openapi_documents_every_route_and_the_bearer_scheme(client: TestClient)
     assert client.get("/docs").status_code == 200
 
 
+# -- caching and cookies -------------------------------------------------------------------
+
+
+def test_no_response_is_cached_and_none_sets_a_cookie(
+    client: TestClient, clock: ManualClock, owner: User
+) -> None:
+    seen: list[httpx.Response] = []
+    client.event_hooks["response"].append(seen.append)
+    member = User(client, clock, MEMBER)
+    assert member.log_in()["token"]  # a session token
+    member.turn_on()  # an enrolment secret, then backup codes
+    new_codes = member.call("POST", "/security/backup-codes", {"code": member.code()})
+    assert len(new_codes.json()["codes"]) == 10
+    member.token = ""
+    assert member.login().json()["challenge"]  # a challenge token
+    require(owner)
+    manager = User(client, clock, MANAGER)
+    assert manager.login().json()["enrollment"]["secret"]  # R3: a secret in the login answer
+    assert len(manager.log_in()["backup_codes"]["codes"]) == 10
+    error(member.call("GET", "/me"), 401, "missing_token")
+    error(client.post("/login", json={}), 422, "invalid_input")
+    assert client.get("/docs").status_code == 200
+    assert len(seen) >= 12
+    for r in seen:
+        assert r.headers.get("Cache-Control") == "no-store", r.request.url
+        assert "Set-Cookie" not in r.headers, r.request.url  # bearer tokens only
+
+
 # -- enrolment (R10, R11, R30) -------------------------------------------------------------
 
 
