@@ -45,6 +45,37 @@ class Cipher(Protocol):
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_SHOWN_ID_MAX = 32  # a longer "id" may be key material pasted in the wrong place
+
+
+def _named(key_id: str, position: int) -> str:
+    """A key as a message names it: by its id if it looks like one, else by its place."""
+    if key_id.isascii() and key_id.isalnum() and len(key_id) <= _SHOWN_ID_MAX:
+        return f"key {key_id!r}"
+    return f"key {position}"
+
+
+def _parse_key(item: str, position: int, source: str) -> tuple[str, bytes]:
+    """One ``ID:BASE64`` key line; errors name ``source`` and the key, never the key."""
+    key_id, sep, encoded = item.partition(":")
+    if not sep:
+        msg = f"{source}: key {position} is not written ID:BASE64"
+        raise ConfigurationError(msg)
+    if not key_id.isalnum():
+        msg = f"{source}: key {position} needs an alphanumeric id before its colon"
+        raise ConfigurationError(msg)
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):  # ValueError: a character beyond ASCII
+        msg = f"{source}: {_named(key_id, position)} is not valid base64 (cut short?)"
+        raise ConfigurationError(msg) from None
+    if len(key) != _KEY_BYTES:
+        msg = (
+            f"{source}: {_named(key_id, position)} is {len(key)} bytes, "
+            f"not {_KEY_BYTES} (AES-256; cut short?)"
+        )
+        raise ConfigurationError(msg)
+    return key_id, key
 
 
 class AESGCMKeyring:
@@ -88,36 +119,60 @@ class AESGCMKeyring:
         return cls.from_string(cls.new_key_line())
 
     @classmethod
-    def from_string(cls, text: str) -> AESGCMKeyring:
+    def from_string(cls, text: str, *, source: str = "the key list") -> AESGCMKeyring:
+        """Keys from key lines (``ID:BASE64``, by commas or lines; ``#`` starts a comment).
+
+        A malformed list raises :class:`ConfigurationError` naming ``source`` and the
+        key (by its id, or by its place in the list), never the key material.
+        """
         keys: dict[str, bytes] = {}
-        order: list[str] = []
         for written in text.replace("\n", ",").split(","):
             item = written.strip()
             if not item or item.startswith("#"):
                 continue
-            key_id, sep, encoded = item.partition(":")
-            if not sep:
-                msg = "a key must be written ID:BASE64"
+            key_id, key = _parse_key(item, len(keys) + 1, source)
+            if key_id in keys:
+                msg = (
+                    f"{source}: key id {key_id!r} is listed twice; each key needs its own id "
+                    "(of two, one would silently win)"
+                )
                 raise ConfigurationError(msg)
-            try:
-                keys[key_id] = base64.b64decode(encoded, validate=True)
-            except binascii.Error:
-                msg = f"key {key_id!r} is not valid base64"
-                raise ConfigurationError(msg) from None
-            order.append(key_id)
-        if not order:
-            msg = "no key given"
+            keys[key_id] = key
+        if not keys:
+            msg = f"{source}: no key given"
             raise ConfigurationError(msg)
-        return cls(keys, order[0])
+        return cls(keys, next(iter(keys)))
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, source: str | None = None) -> AESGCMKeyring:
+        """Keys from a UTF-8 file of key lines, such as the one ``twostep init`` writes.
+
+        A file that is missing, unreadable, not UTF-8 or malformed raises
+        :class:`ConfigurationError` naming ``source`` (by default, the file).
+        """
+        path = Path(path)
+        source = source if source is not None else f"the key file {path}"
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            msg = f"{source}: cannot read the key file: {error.strerror or type(error).__name__}"
+            raise ConfigurationError(msg) from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            msg = f"{source}: the key file is not UTF-8 text"
+            raise ConfigurationError(msg) from None
+        return cls.from_string(text, source=source)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> AESGCMKeyring:
         """Keys from ``TWOSTEP_KEYS``, else from the file ``TWOSTEP_KEY_FILE`` names."""
         env = os.environ if environ is None else environ
         if env.get(KEYS_ENV):
-            return cls.from_string(env[KEYS_ENV])
+            return cls.from_string(env[KEYS_ENV], source=KEYS_ENV)
         if env.get(KEY_FILE_ENV):
-            return cls.from_string(Path(env[KEY_FILE_ENV]).read_text())
+            path = env[KEY_FILE_ENV]
+            return cls.from_file(path, source=f"{KEY_FILE_ENV} ({path})")
         msg = (
             f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV} (see `twostep init`), "
             "or pass cipher=; twostep does not store TOTP secrets in plaintext"

@@ -46,23 +46,31 @@ def default_key_file(database: str) -> Path:
     return Path(f"{database}.key")
 
 
-def _read_key_file(path: Path, err: TextIO) -> AESGCMKeyring:
-    mode = path.stat().st_mode
+def _read_key_file(path: Path, err: TextIO, source: str) -> AESGCMKeyring:
+    """The keys in ``path``; a bad file is a ``ConfigurationError`` naming ``source``."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = 0  # reading it says what is wrong
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         print(f"twostep: warning: {path} is readable by others; chmod 600 it", file=err)
-    return AESGCMKeyring.from_string(path.read_text())
+    return AESGCMKeyring.from_file(path, source=source)
 
 
 def load_keyring(database: str, err: TextIO) -> AESGCMKeyring:
-    """``TWOSTEP_KEYS``, else ``TWOSTEP_KEY_FILE``, else (SQLite) ``<database>.key``."""
+    """``TWOSTEP_KEYS``, else ``TWOSTEP_KEY_FILE``, else (SQLite) ``<database>.key``.
+
+    A malformed, unreadable or non-UTF-8 source raises ``ConfigurationError`` naming it.
+    """
     if os.environ.get(KEYS_ENV):
-        return AESGCMKeyring.from_string(os.environ[KEYS_ENV])
+        return AESGCMKeyring.from_string(os.environ[KEYS_ENV], source=KEYS_ENV)
     if os.environ.get(KEY_FILE_ENV):
-        return _read_key_file(Path(os.environ[KEY_FILE_ENV]), err)
+        path = Path(os.environ[KEY_FILE_ENV])
+        return _read_key_file(path, err, f"{KEY_FILE_ENV} ({path})")
     if not is_postgres(database):
         path = default_key_file(database)
         if path.exists():
-            return _read_key_file(path, err)
+            return _read_key_file(path, err, f"the key file {path}")
         msg = (
             f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV}, "
             f"or keep the key file made by `twostep init` at {path}"
