@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
@@ -24,6 +25,7 @@ from ._setup import (
     open_store,
 )
 from ._store import Store
+from .stores.sqlite import store_error
 
 __all__ = ["main"]
 
@@ -268,6 +270,9 @@ def main(
         return 2
     except TwoStepError as error:
         print(f"twostep: {_one_line(str(error))}", file=err)
+        return 1
+    except sqlite3.Error as error:  # a SQLite file read outside a store, as `migrate` does
+        print(f"twostep: {_one_line(str(store_error(error)))}", file=err)
         return 1
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""

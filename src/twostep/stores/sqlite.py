@@ -12,7 +12,7 @@ import functools
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,37 @@ class _Tx:
         return deleted + cleared
 
 
+#: SQLite's primary result codes, and what a StoreError says for each: (reason, words).
+_FAULTS: dict[int, tuple[str, str]] = {
+    sqlite3.SQLITE_FULL: ("full", "the database or its disk is full"),
+    sqlite3.SQLITE_NOTADB: ("not_a_database", "the file is not a database"),
+    sqlite3.SQLITE_CORRUPT: ("corrupt", "the database file is corrupt"),
+    sqlite3.SQLITE_BUSY: ("locked", "the database stayed locked by another connection"),
+    sqlite3.SQLITE_LOCKED: ("locked", "the database stayed locked by another connection"),
+    sqlite3.SQLITE_IOERR: ("io", "disk I/O error"),
+    sqlite3.SQLITE_CANTOPEN: ("cannot_open", "the database file cannot be opened"),
+    sqlite3.SQLITE_PERM: ("cannot_open", "access to the database file is denied"),
+    sqlite3.SQLITE_READONLY: ("read_only", "the database is read-only"),
+}
+_ROLLED_BACK = "; nothing was written"
+
+
+def store_error(error: sqlite3.Error, context: str = "") -> StoreError:
+    """``error`` as a :class:`StoreError` with a stable ``reason``, and never a row's values.
+
+    The message names the fault and SQLite's error code (``SQLITE_FULL``...); only an
+    unexpected error (``reason="store"``) repeats SQLite's own text, which names
+    tables and columns but holds no bound value. ``context`` is added at the end.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+    known = _FAULTS.get(code & 0xFF) if code is not None else None
+    if known is None:
+        return StoreError(f"SQLite: {type(error).__name__} ({name}): {error}{context}")
+    reason, words = known
+    return StoreError(f"SQLite: {words} ({name}){context}", reason=reason)
+
+
 class SQLiteStore:
     """A SQLite database file (or ``":memory:"`` for one connection's lifetime).
 
@@ -234,6 +265,11 @@ class SQLiteStore:
     10,000 pages (a WAL of up to about 40 MB) copies each hot page (the newest audit
     and session pages, a busy user's row) once per 10,000 pages written, not ten times.
     The schema is created or migrated forward on open unless ``migrate=False``.
+
+    Every failure of SQLite is a
+    :class:`~twostep.StoreError` whose ``reason`` says which (``"full"``, ``"io"``,
+    ``"locked"``, ``"not_a_database"``, ``"corrupt"``, ``"cannot_open"``,
+    ``"read_only"``, else ``"store"``), after the transaction was rolled back.
     """
 
     def __init__(
@@ -261,10 +297,12 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        db = self._connection()
-        version = self.schema_version()
-        ensure_schema(version, migrate=migrate, apply=self.migrate)
-        del db
+        try:
+            version = self.schema_version()
+            ensure_schema(version, migrate=migrate, apply=self.migrate)
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -272,33 +310,62 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # we issue BEGIN / COMMIT ourselves
-                check_same_thread=False,
-                cached_statements=256,
-            )
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {self._synchronous}")
-            db.execute(f"PRAGMA wal_autocheckpoint = {self._checkpoint_pages}")
-            db.execute("PRAGMA foreign_keys = ON")
+            try:
+                db = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,  # we issue BEGIN / COMMIT ourselves
+                    check_same_thread=False,
+                    cached_statements=256,
+                )
+            except sqlite3.Error as error:
+                raise store_error(error, f": {self.path}") from None
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute(f"PRAGMA synchronous = {self._synchronous}")
+                db.execute(f"PRAGMA wal_autocheckpoint = {self._checkpoint_pages}")
+                db.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.Error as error:
+                db.close()
+                raise store_error(error, f": {self.path}") from None
             self._local.db = db
             with self._all_lock:
                 self._all.append(db)
         return db
 
+    def _abandon(self, db: sqlite3.Connection) -> None:
+        """Roll back ``db``'s transaction, if SQLite has not already; else drop ``db``.
+
+        After some errors (a full disk, an I/O error) SQLite has rolled the transaction
+        back itself. A connection that cannot roll back is closed, which rolls back,
+        and this thread gets a new one at its next transaction.
+        """
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            with self._all_lock:
+                if db in self._all:
+                    self._all.remove(db)
+            if getattr(self._local, "db", None) is db:
+                del self._local.db
+            with suppress(sqlite3.Error):  # closing rolls back; the connection is gone
+                db.close()
+
     def schema_version(self) -> int:
         """The newest migration this database has had (0 for an empty one)."""
         db = self._connection()
-        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as error:
+            raise store_error(error, f": {self.path}") from None
         return version
 
     def migrate(self) -> int:
-        """Apply the migrations this database lacks, each in its own transaction."""
+        """Apply the migrations this database lacks, all in one transaction."""
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             current = db.execute("PRAGMA user_version").fetchone()[0]
             for version, statements in MIGRATIONS:
                 if version > current:
@@ -306,8 +373,11 @@ class SQLiteStore:
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {int(version)}")
             db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._abandon(db)
+            raise store_error(error, "; the migration was rolled back") from None
         except BaseException:
-            db.execute("ROLLBACK")
+            self._abandon(db)
             raise
         return SCHEMA_VERSION
 
@@ -318,19 +388,29 @@ class SQLiteStore:
         try:
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as error:
-            msg = f"cannot start a transaction: {error}"
-            raise StoreError(msg) from None
+            self._abandon(db)
+            raise store_error(error, _ROLLED_BACK) from None
         try:
             yield _Tx(db)
+        except sqlite3.Error as error:
+            self._abandon(db)
+            raise store_error(error, _ROLLED_BACK) from None
         except BaseException:
-            db.execute("ROLLBACK")
+            self._abandon(db)
             raise
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            # A commit that failed (a full disk, an I/O error) may leave the transaction
+            # open: roll it back, so that nothing of it lands later.
+            self._abandon(db)
+            raise store_error(error, _ROLLED_BACK) from None
 
     def close(self) -> None:
         """Close the connections of every thread."""
         with self._all_lock:
             for db in self._all:
-                db.close()
+                with suppress(sqlite3.Error):  # closed either way
+                    db.close()
             self._all.clear()
         self._local = threading.local()
