@@ -9,12 +9,14 @@ while this process runs. Commits are durable by default, and the files are priva
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import twostep as ts
+from twostep.stores._migrations import SCHEMA_VERSION
 from twostep.testing import FAST, ManualClock, Phone
 
 from .conftest import PASSWORD, store_snapshot
@@ -187,4 +189,60 @@ def test_an_error_inside_a_transaction_rolls_it_back_and_the_store_goes_on(tmp_p
     assert not store._connection().in_transaction
     with store.transaction() as tx:
         assert tx.get_account("a1") is None
+    store.close()
+
+
+# -- the schema changed under a running process --------------------------------------------
+
+
+def _bump_version(path: Path, version: int) -> None:
+    """What a newer twostep's `twostep migrate` leaves: a newer schema version."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA user_version = {version}")
+    db.close()
+
+
+@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, SCHEMA_VERSION - 1])
+def test_a_write_after_the_schema_changed_is_refused_and_writes_nothing(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "twostep.db"
+    site = _installation(path)
+    before_write = store_snapshot(site.store)
+    _bump_version(path, version)
+    before = store_snapshot(site.store)
+    assert before == before_write
+    with pytest.raises(ts.StoreError, match="restart") as caught:
+        site.service.login("owner@acme.test", PASSWORD)
+    assert caught.value.reason == "schema_changed"
+    with pytest.raises(ts.StoreError) as caught:
+        site.service.create_account("Other")
+    assert caught.value.reason == "schema_changed"
+    with pytest.raises(ts.StoreError) as caught:  # reads too: rows may mean other things
+        site.service.check_session(site.member_session)
+    assert caught.value.reason == "schema_changed"
+    assert store_snapshot(site.store) == before
+    assert not site.store._connection().in_transaction
+    site.store.close()
+
+
+def test_a_schema_changed_by_a_newer_twostep_on_another_thread_is_seen_too(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "twostep.db"
+    store = ts.SQLiteStore(path)
+    _bump_version(path, SCHEMA_VERSION + 1)
+    errors: list[ts.StoreError] = []
+
+    def write() -> None:  # a thread of its own: a connection of its own
+        try:
+            with store.transaction() as tx:
+                tx.put_account(ts.Account(id="a1", name="Acme", created_at=ts.SystemClock().now()))
+        except ts.StoreError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    assert [e.reason for e in errors] == ["schema_changed"]
     store.close()

@@ -269,7 +269,10 @@ class SQLiteStore:
     Every failure of SQLite is a
     :class:`~twostep.StoreError` whose ``reason`` says which (``"full"``, ``"io"``,
     ``"locked"``, ``"not_a_database"``, ``"corrupt"``, ``"cannot_open"``,
-    ``"read_only"``, else ``"store"``), after the transaction was rolled back.
+    ``"read_only"``, else ``"store"``), after the transaction was rolled back. Each
+    transaction first checks that the schema is still the version this code knows:
+    after a newer twostep migrated the database, it raises ``reason="schema_changed"``
+    and touches nothing.
     """
 
     def __init__(
@@ -383,13 +386,27 @@ class SQLiteStore:
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
-        """A unit of work on this thread's connection; writers take the write lock at once."""
+        """A unit of work on this thread's connection; writers take the write lock at once.
+
+        It starts by reading the schema version (``PRAGMA user_version``, in the page
+        the transaction reads anyway): a database that another twostep migrated since
+        this store was opened is refused before anything is read or written.
+        """
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            version: int = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as error:
             self._abandon(db)
             raise store_error(error, _ROLLED_BACK) from None
+        if version != SCHEMA_VERSION:
+            self._abandon(db)
+            msg = (
+                f"the database schema changed to version {version} while this process "
+                f"ran with version {SCHEMA_VERSION}; nothing was written: restart the "
+                "application with the twostep release that migrated it"
+            )
+            raise StoreError(msg, reason="schema_changed")
         try:
             yield _Tx(db)
         except sqlite3.Error as error:
