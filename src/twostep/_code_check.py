@@ -40,7 +40,7 @@ from ._domain import Account, BackupCodeSet, ChallengeKind, LoginChallenge, User
 from ._errors import InvalidCode, Throttled, TwoStepError
 from ._results import BackupCodes
 from ._settings import Settings
-from ._throttling import Counter, blocked, count_failure, count_success
+from ._throttling import Counter, admit, blocked, settle, withdraw
 from ._unit_of_work import Context, KeepAndRaise, Work
 
 __all__ = ["Against", "CodeAttempt", "NewCodes", "Passed", "new_backup_codes", "present_code"]
@@ -143,13 +143,14 @@ def _admit(w: Work, attempt: CodeAttempt, settings: Settings, *, count: bool) ->
             challenge.check_usable(w.now, settings.challenge_max_attempts, lifetime)
         if attempt.against is Against.PENDING:
             attempt.user.pending_secret(w.now, settings.enrollment_ttl)
-        throttled = blocked(w, attempt.counters)
+        throttled = admit(w, attempt.counters) if count else blocked(w, attempt.counters)
         if throttled is not None:
             raise throttled
     except TwoStepError as refusal:
         _refuse(w, attempt, refusal)
-    if count:
-        _count_failure(w, attempt)
+    if count and attempt.challenge is not None:
+        # Counted on the challenge in advance: parallel codes cannot pass its limit.
+        w.tx.put_challenge(attempt.challenge.with_failure())
 
 
 def _check(
@@ -175,25 +176,22 @@ def _check(
         else:
             passed = Passed(_use_code(context, user, proof, w.now), _how(proof), made)
     except InvalidCode as wrong:
-        if not counted:
-            _count_failure(w, attempt)
+        settle(w, attempt.counters, ok=False, admitted=counted)
+        if attempt.challenge is not None and not counted:
+            w.tx.put_challenge(attempt.challenge.with_failure())
         if attempt.challenge is not None:
             # The challenge's count includes this attempt once counted, in advance or now.
             attempts = attempt.challenge.attempts + (0 if counted else 1)
             wrong.attempts_left = max(0, context.settings.challenge_max_attempts - attempts)
         _refuse(w, attempt, wrong)
     except TwoStepError as refusal:  # e.g. the enrolment expired during the slow work
+        if counted:
+            withdraw(w, attempt.counters)
         _refuse(w, attempt, refusal)
-    count_success(w, attempt.counters, counted=counted)
+    settle(w, attempt.counters, ok=True, admitted=counted)
     if attempt.challenge is not None:
         w.tx.delete_challenge(attempt.challenge.token_hash)
     return passed
-
-
-def _count_failure(w: Work, attempt: CodeAttempt) -> None:
-    count_failure(w, attempt.counters)
-    if attempt.challenge is not None:
-        w.tx.put_challenge(attempt.challenge.with_failure())
 
 
 def _refuse(w: Work, attempt: CodeAttempt, refusal: TwoStepError) -> None:

@@ -315,6 +315,9 @@ class ThrottleScope(enum.StrEnum):
     USER = "user"  # wrong codes of one user, across login challenges and step-up actions
     EMAIL = "email"  # wrong passwords given for one email
     CLIENT = "client"  # failures of one client key that the host passes (e.g. an IP address)
+    # Wrong passwords for one email from clients that were clean, let through while the
+    # email was blocked (R72).
+    CLEAN_CLIENTS = "clean_clients"
 
 
 class ThrottleKey(NamedTuple):
@@ -367,21 +370,57 @@ class ThrottleState:
         end = min(self.blocked_until, self.last_failure_at + earned)
         return max(1, math.ceil((end - now).total_seconds()))
 
+    def wait(self, now: datetime, conf: ThrottleSettings) -> int | None:
+        """Whole seconds before one more attempt may be admitted, or ``None`` (R6, R71).
+
+        Besides a block, attempts in flight hold the next one back when, were they all
+        to fail, it would have had to wait for them: so parallel guesses get no further
+        than sequential ones. A key with no failure counted lets up to ``max_in_flight``
+        attempts be checked at once, so that right passwords sent together all pass.
+        """
+        blocked = self.retry_after(now, conf)
+        if blocked is not None:
+            return blocked
+        in_flight = self.in_flight_now(now, conf)
+        failures = self.failures_at(now, conf)
+        held_back = in_flight and failures and conf.delay(failures + in_flight)
+        if in_flight >= conf.max_in_flight or held_back:
+            return 1
+        return None
+
     def failed(self, now: datetime, conf: ThrottleSettings) -> ThrottleState:
         """One failure more at ``now``: the count starts again after ``forget_after``."""
-        forgotten = now - self.last_failure_at > conf.forget_after
-        failures = 1 if forgotten else self.failures + 1
+        failures = self.failures_at(now, conf) + 1
         delay = conf.delay(failures)
-        return ThrottleState(self.key, failures, now + delay if delay else None, now)
+        blocked = now + delay if delay else None
+        return replace(self, failures=failures, blocked_until=blocked, last_failure_at=now)
 
-    def undone(self, conf: ThrottleSettings) -> ThrottleState | None:
-        """One failure taken back (it was counted in advance for an attempt that succeeded).
+    def failures_at(self, now: datetime, conf: ThrottleSettings) -> int:
+        """The failures that still count at ``now`` (none once ``forget_after`` passed)."""
+        return 0 if now - self.last_failure_at > conf.forget_after else self.failures
 
-        ``None`` when no failure is left, i.e. the row can go.
-        """
-        if self.failures <= 1:
-            return None
-        failures = self.failures - 1
-        delay = conf.delay(failures)
-        blocked = self.last_failure_at + delay if delay else None
-        return ThrottleState(self.key, failures, blocked, self.last_failure_at)
+    def forgiven(self) -> ThrottleState:
+        """A success clears the failures (its attempts in flight stay counted)."""
+        return replace(self, failures=0, blocked_until=None)
+
+    def in_flight_now(self, now: datetime, conf: ThrottleSettings) -> int:
+        """Attempts admitted and not settled that still count at ``now`` (R71)."""
+        since = self.in_flight_at
+        if since is None or not alive(now, since, since + conf.in_flight_for, conf.in_flight_for):
+            return 0
+        return self.in_flight
+
+    def admitted(self, now: datetime, conf: ThrottleSettings) -> ThrottleState:
+        """One attempt more in flight: its secret is being checked."""
+        return replace(self, in_flight=self.in_flight_now(now, conf) + 1, in_flight_at=now)
+
+    def landed(self, now: datetime, conf: ThrottleSettings) -> ThrottleState:
+        """One attempt in flight less: it was settled, one way or the other."""
+        in_flight = max(0, self.in_flight_now(now, conf) - 1)
+        since = self.in_flight_at if in_flight else None
+        return replace(self, in_flight=in_flight, in_flight_at=since)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing counted: the row can go."""
+        return self.failures == 0 and self.in_flight == 0

@@ -39,12 +39,19 @@ class ThrottleSettings:
     The first ``free_failures`` failures cost nothing; each further one blocks the key
     for ``base_delay * 2 ** (n - free_failures - 1)``, at most ``max_delay``. A success
     clears the key; so does ``forget_after`` without a failure.
+
+    At most ``max_in_flight`` attempts under one key are checked at once (R71): an
+    attempt admitted and not yet settled (its Argon2 hash running) is in flight, and
+    counts as such for at most ``in_flight_for``, so that one cut short by a crash
+    does not hold its place for ever.
     """
 
     free_failures: int = 5
     base_delay: timedelta = timedelta(seconds=2)
     max_delay: timedelta = timedelta(hours=4)
     forget_after: timedelta = timedelta(days=1)
+    max_in_flight: int = 10
+    in_flight_for: timedelta = timedelta(minutes=1)
 
     def delay(self, failures: int) -> timedelta:
         """How long the key is blocked after its ``failures``-th consecutive failure."""
@@ -89,6 +96,12 @@ class Settings:
     #: Failures per client key (e.g. an IP address) given by the host, if any.
     client_throttle: ThrottleSettings = field(
         default_factory=lambda: ThrottleSettings(free_failures=20)
+    )
+    #: Failed passwords per email from clients that were not failing, let through while
+    #: the email is blocked (R72): what an attacker must exhaust, with fresh client
+    #: keys, to keep a user who logs in from a clean client out.
+    clean_client_throttle: ThrottleSettings = field(
+        default_factory=lambda: ThrottleSettings(free_failures=3)
     )
 
     def __post_init__(self) -> None:

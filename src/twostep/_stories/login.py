@@ -21,14 +21,7 @@ from .._sessions import (
     token_hash,
 )
 from .._settings import Settings
-from .._throttling import (
-    Counter,
-    blocked,
-    code_counters,
-    count_failure,
-    count_success,
-    password_counters,
-)
+from .._throttling import Counter, admit, code_counters, password_counters, settle
 from .._unit_of_work import Context, KeepAndRaise, Work
 from ._shared import new_enrollment
 
@@ -48,17 +41,18 @@ def login(context: Context, email: object, password: object, client: object) -> 
         raise InvalidInput(msg, reason="invalid_email")
     given = check.password(password, context.settings, new=False)
     client_key = check.client(client)
-    counters = password_counters(context.settings, email_key(email), client_key)
+    key = email_key(email)
 
-    # Counted as a failure before the password is checked, so that parallel guesses
-    # cannot slip past the throttle; a success takes the count back.
+    # Admitted in a commit of its own before the password is checked (R71): in flight
+    # on the email's and the client's counters, so that parallel guesses cannot slip
+    # past them. A store failure later leaves it in flight, never counted as a failure.
     with context.work() as w:
-        user = w.tx.find_user_by_email(email_key(email))
-        throttled = blocked(w, counters)
+        user = w.tx.find_user_by_email(key)
+        counters = password_counters(w, context.settings, key, client_key)
+        throttled = admit(w, counters)
         if throttled is not None:
             _audit_failure(w, user, Outcome.THROTTLED, reason=throttled.scope)
             raise KeepAndRaise(throttled)
-        count_failure(w, counters)
 
     # The slow hash, outside any lock; an unknown email pays for a dummy one.
     ok = context.passwords.verify(user.password_hash if user else None, given)
@@ -69,9 +63,10 @@ def login(context: Context, email: object, password: object, client: object) -> 
     with context.work() as w:
         current = w.tx.get_user(user.id) if user is not None else None
         if not ok or current is None or not current.active:
+            settle(w, counters, ok=False, admitted=True)
             _audit_failure(w, user, Outcome.FAILURE, reason="invalid_credentials")
             raise KeepAndRaise(InvalidCredentials("email or password is wrong"))
-        count_success(w, counters, counted=True)
+        settle(w, counters, ok=True, admitted=True)
         if new_hash is not None:
             current = current.with_password_hash(new_hash)
             w.tx.put_user(current)
