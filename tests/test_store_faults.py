@@ -246,3 +246,26 @@ def test_a_schema_changed_by_a_newer_twostep_on_another_thread_is_seen_too(
     thread.join()
     assert [e.reason for e in errors] == ["schema_changed"]
     store.close()
+
+
+# -- durability ---------------------------------------------------------------------------
+
+
+def _synchronous(store: ts.SQLiteStore) -> int:
+    value: int = store._connection().execute("PRAGMA synchronous").fetchone()[0]
+    return value
+
+
+def test_commits_are_durable_by_default_and_normal_is_an_explicit_choice(tmp_path: Path) -> None:
+    full, normal = 2, 1  # PRAGMA synchronous's values
+    store = ts.SQLiteStore(tmp_path / "a.db")
+    assert _synchronous(store) == full
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(_synchronous(store)))
+    thread.start()
+    thread.join()
+    assert seen == [full]  # every thread's connection
+    store.close()
+    store = ts.SQLiteStore(tmp_path / "b.db", synchronous="normal")
+    assert _synchronous(store) == normal
+    store.close()

@@ -256,9 +256,13 @@ def store_error(error: sqlite3.Error, context: str = "") -> StoreError:
 class SQLiteStore:
     """A SQLite database file (or ``":memory:"`` for one connection's lifetime).
 
-    Each thread gets its own connection. ``synchronous`` is SQLite's setting: with
-    WAL, ``"NORMAL"`` (the default) survives a crash of the application, and
-    ``"FULL"`` also a loss of power, at the cost of an fsync per commit.
+    Each thread gets its own connection. ``synchronous`` is SQLite's setting. The
+    default, ``"FULL"``, syncs the write-ahead log to disk at every commit: a commit
+    survives a loss of power or an operating-system crash, so a backup code used, an
+    OTP step accepted or a session revoked cannot come back. ``"NORMAL"`` skips that
+    sync (a commit then survives a crash of the application, not of the machine: the
+    last commits before a power loss may be lost, and with them a used backup code or
+    a revocation) for a cheaper commit; docs/performance.md measures the difference.
     ``checkpoint_pages`` is the WAL size (in 4 KiB pages) at which a commit copies the
     WAL back into the database file. SQLite's default, 1,000 pages, makes the logins
     that hit a checkpoint pay for copying pages that later commits would write again;
@@ -279,7 +283,7 @@ class SQLiteStore:
         self,
         path: str | Path,
         *,
-        synchronous: str = "NORMAL",
+        synchronous: str = "FULL",
         busy_timeout: float = 10.0,
         migrate: bool = True,
         checkpoint_pages: int = 10_000,
