@@ -155,9 +155,9 @@ class Setup:
     def kill_during(self, flow: str, *args: str, counted_for: str | None = None) -> None:
         """Run ``flow`` in a child, kill it before it commits; the tables must not change.
 
-        A flow that takes a code and does slow work counts the attempt against the user's
-        throttle in a commit of its own first (R6): with ``counted_for``, that one failure
-        of that user is the only change allowed.
+        A flow that takes a code and does slow work admits the attempt on the user's
+        throttle in a commit of its own first (R71): with ``counted_for``, that attempt in
+        flight, and no failure, is the only change allowed (R74).
         """
         before = snapshot(self.kind, self.where)
         ctx = multiprocessing.get_context("spawn")
@@ -180,7 +180,7 @@ class Setup:
         if counted_for is not None:
             old, new = before.pop("throttles"), after.pop("throttles")
             added = [row for row in new if row not in old]
-            assert [(row[0], row[1]) for row in added] == [(f"user:{counted_for}", 1)]
+            assert [(row[0], row[1]) for row in added] == [(f"user:{counted_for}", 0)]
             assert [row for row in old if row not in new] == []
         assert after == before
 
