@@ -8,7 +8,9 @@ while this process runs. Commits are durable by default, and the files are priva
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,3 +271,28 @@ def test_commits_are_durable_by_default_and_normal_is_an_explicit_choice(tmp_pat
     store = ts.SQLiteStore(tmp_path / "b.db", synchronous="normal")
     assert _synchronous(store) == normal
     store.close()
+
+
+# -- files -----------------------------------------------------------------------------
+
+
+def test_the_database_and_its_wal_and_shm_files_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "twostep.db"
+    old = os.umask(0o022)  # the usual umask, which would make them 0644
+    try:
+        store = ts.SQLiteStore(path)
+        with store.transaction() as tx:
+            tx.put_account(ts.Account(id="a1", name="Acme", created_at=ts.SystemClock().now()))
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert stat.S_IMODE(name.stat().st_mode) == 0o600, name
+        store.close()
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_database_keeps_the_mode_its_operator_gave_it(tmp_path: Path) -> None:
+    path = tmp_path / "twostep.db"
+    ts.SQLiteStore(path).close()
+    path.chmod(0o640)
+    ts.SQLiteStore(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -9,6 +9,7 @@ serialised, and the second sees what the first wrote (R4, R5). Reads
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -253,6 +254,28 @@ def store_error(error: sqlite3.Error, context: str = "") -> StoreError:
     return StoreError(f"SQLite: {words} ({name}){context}", reason=reason)
 
 
+def _create_private(path: str) -> None:
+    """Create a new database file readable by its owner only (0600, whatever the umask).
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the mode of the database file,
+    so they are private too. An existing file keeps the mode its operator gave it.
+    """
+    if path in {"", ":memory:"}:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        msg = f"SQLite: cannot create the database file {path}: {error.strerror}"
+        raise StoreError(msg, reason="cannot_open") from None
+    try:
+        if hasattr(os, "fchmod"):  # the umask can only have narrowed it: be exact
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class SQLiteStore:
     """A SQLite database file (or ``":memory:"`` for one connection's lifetime).
 
@@ -270,7 +293,8 @@ class SQLiteStore:
     and session pages, a busy user's row) once per 10,000 pages written, not ten times.
     The schema is created or migrated forward on open unless ``migrate=False``.
 
-    Every failure of SQLite is a
+    A new database file is created with mode 0600, and SQLite gives its ``-wal`` and
+    ``-shm`` files the same mode. Every failure of SQLite is a
     :class:`~twostep.StoreError` whose ``reason`` says which (``"full"``, ``"io"``,
     ``"locked"``, ``"not_a_database"``, ``"corrupt"``, ``"cannot_open"``,
     ``"read_only"``, else ``"store"``), after the transaction was rolled back. Each
@@ -305,6 +329,7 @@ class SQLiteStore:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         try:
+            _create_private(self.path)
             version = self.schema_version()
             ensure_schema(version, migrate=migrate, apply=self.migrate)
         except BaseException:
