@@ -172,14 +172,7 @@ def _code_step(
     record: LoginChallenge, user: User, account: Account, counters: tuple[Counter, ...]
 ) -> CodeAttempt:
     """R1/R5: the code of a user with 2FA, an OTP or a backup code."""
-    return CodeAttempt(
-        user=user,
-        account=account,
-        audit_as=AuditAction.LOGIN,
-        against=Against.CONFIRMED,
-        counters=counters,
-        challenge=record,
-    )
+    return CodeAttempt(user, account, AuditAction.LOGIN, Against.CONFIRMED, counters, record)
 
 
 def _enrollment_step(
@@ -187,13 +180,7 @@ def _enrollment_step(
 ) -> CodeAttempt:
     """R3: the first code of the app being enrolled inside the login, with new backup codes."""
     return CodeAttempt(
-        user=user,
-        account=account,
-        audit_as=AuditAction.LOGIN,
-        against=Against.PENDING,
-        counters=counters,
-        challenge=record,
-        new_codes=True,
+        user, account, AuditAction.LOGIN, Against.PENDING, counters, record, new_codes=True
     )
 
 
