@@ -89,6 +89,10 @@ class Cluster:
             "UTF8",
             "--no-sync",
         )
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on the cluster's data directory and port (again, after ``halt``)."""
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
@@ -97,7 +101,7 @@ class Cluster:
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
-            str(data),
+            str(self.root / "data"),
             "-o",
             options,
             "-l",
@@ -105,6 +109,10 @@ class Cluster:
             "-w",
             "start",
         )
+
+    def halt(self) -> None:
+        """Stop the server and keep its data: an outage, which ``resume`` ends."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-w", "stop")
 
     def stop(self) -> None:
         try:

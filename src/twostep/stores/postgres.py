@@ -16,6 +16,8 @@ docs/postgres.md explains the choice, and what each store does for each guarante
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._audit import AuditEvent
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
@@ -222,27 +224,66 @@ class _Tx:
         return deleted + cleared
 
 
+#: SQLSTATEs (or their two-character class) and the ``reason`` a StoreError gives them.
+_REASONS = {
+    "08": "unavailable",  # connection exception
+    "57P01": "unavailable",  # admin shutdown: the server is stopping
+    "57P02": "unavailable",  # crash shutdown
+    "57P03": "unavailable",  # cannot connect now: the server is starting
+    "53300": "unavailable",  # too many connections
+    "53100": "full",  # disk full
+    "40001": "conflict",  # serialization failure
+    "40P01": "conflict",  # deadlock detected
+    "55P03": "locked",  # lock not available (lock_timeout)
+    "25006": "read_only",  # read-only transaction: a standby, or default_transaction_read_only
+    "XX001": "corrupt",  # data corrupted
+    "XX002": "corrupt",  # index corrupted
+}
+
+
 def _store_error(error: psycopg.Error) -> StoreError:
-    """A driver error as a ``StoreError``: its class and SQLSTATE, never row values."""
+    """A driver error as a ``StoreError``: its class and SQLSTATE, never row values.
+
+    ``reason`` is ``"unavailable"`` (the server cannot be reached, went away or is
+    shutting down), ``"conflict"`` (deadlock, serialization failure: nothing was
+    written, retry), ``"locked"`` (``lock_timeout``), ``"full"``, ``"read_only"``,
+    ``"corrupt"``, else ``"store"``.
+    """
     state = getattr(error, "sqlstate", None)
+    reason = _REASONS.get(state or "") or _REASONS.get((state or "")[:2])
+    if reason is None and state is None and isinstance(error, psycopg.OperationalError):
+        reason = "unavailable"  # no answer from a server: refused, lost, timed out
     hint = ""
-    if isinstance(
-        error, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable
-    ):
+    if reason in {"conflict", "locked"}:
         hint = "; nothing was written, the request may be retried"
+    elif reason == "unavailable":
+        hint = "; the server cannot be reached or went away"
     where = f" (SQLSTATE {state})" if state else ""
-    return StoreError(f"PostgreSQL: {type(error).__name__}{where}{hint}")
+    return StoreError(f"PostgreSQL: {type(error).__name__}{where}{hint}", reason=reason)
+
+
+#: While no connection is free and the pool may grow, a request asks the pool again
+#: this often: each time, the pool tries a new connection at once.
+_RETRY_EVERY = 0.1
 
 
 class PostgresStore:
     """A PostgreSQL database named by a libpq ``dsn``, through a pool of connections.
 
-    ``min_size``/``max_size`` bound the pool of each app server; ``timeout`` is how
-    long a request waits for a free connection (and the first one at start) before
-    :class:`~twostep.StoreError`. The schema is migrated forward on open unless
-    ``migrate=False``, in which case an old schema is an error (run
-    ``twostep migrate``). Several servers may open the same database at once: the
-    migrations run under an advisory lock.
+    ``min_size``/``max_size`` bound the pool of each app server. ``timeout`` (seconds)
+    bounds how long a request waits for a connection: a free one from the pool, or a
+    new one while the server is down, after which it raises
+    :class:`~twostep.StoreError` with ``reason="unavailable"``. Each connection is
+    checked (one round trip) when a request takes it from the pool: a dead one (a
+    restarted server, a failover) is dropped and replaced at once, and the request
+    goes on with another. New connections are made on demand, not retried in the
+    background, so the first request after an outage finds the server as soon as it
+    is back. Unless the DSN sets it, libpq's ``connect_timeout`` is ``timeout``
+    rounded up (libpq waits 2 s at least) for a server that does not answer at all.
+
+    The schema is migrated forward on open unless ``migrate=False``, in which case an old
+    schema is an error (run ``twostep migrate``). Several servers may open the same
+    database at once: the migrations run under an advisory lock.
     """
 
     def __init__(
@@ -251,11 +292,14 @@ class PostgresStore:
         *,
         min_size: int = 1,
         max_size: int = 10,
-        timeout: float = 30.0,
+        timeout: float = 5.0,
         migrate: bool = True,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             msg = "need 0 <= min_size <= max_size and max_size >= 1"
+            raise ValueError(msg)
+        if not timeout > 0:
+            msg = "timeout must be a positive number of seconds"
             raise ValueError(msg)
         try:
             params = conninfo_to_dict(dsn)
@@ -266,22 +310,29 @@ class PostgresStore:
         self._where = ", ".join(
             f"{k}={params[k]}" for k in ("host", "port", "dbname") if params.get(k) is not None
         )
+        self._timeout = timeout
+        self._max_size = max_size
+        connect = {} if "connect_timeout" in params else {"connect_timeout": math.ceil(timeout)}
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
+            kwargs=connect,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
             open=False,
-            check=ConnectionPool.check_connection,
+            # Checked by _checkout, which drops a dead connection without the pool's
+            # pause of a second or more before the next one.
+            check=None,
+            # A failed connection attempt is not retried in the background with growing
+            # pauses (a request waiting for one would wait for the pause): requests ask
+            # for new connections while they wait (see _checkout).
+            reconnect_timeout=0.0,
             name="twostep",
         )
         try:
-            self._pool.open(wait=min_size > 0, timeout=timeout)
+            self._pool.open(wait=False)
             version = self.schema_version()
             ensure_schema(version, migrate=migrate, apply=self.migrate)
-        except psycopg.Error as error:
-            self._pool.close()
-            raise _store_error(error) from None
         except BaseException:
             self._pool.close()
             raise
@@ -289,13 +340,42 @@ class PostgresStore:
     def __repr__(self) -> str:
         return f"PostgresStore({self._where})"
 
+    def _checkout(self) -> Conn:
+        """A pooled connection that answers, within ``timeout``, else ``"unavailable"``."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                msg = (
+                    f"PostgreSQL: no connection within {self._timeout:g} s: the server "
+                    f"cannot be reached, or all {self._max_size} connections stayed busy"
+                )
+                raise StoreError(msg, reason="unavailable")
+            # A pool that may grow is asked again every _RETRY_EVERY: each time it
+            # tries a new connection at once. A full pool is waited on in one go.
+            full = self._pool.get_stats().get("pool_size", 0) >= self._max_size
+            try:
+                conn = self._pool.getconn(timeout=left if full else min(left, _RETRY_EVERY))
+            except PoolTimeout:
+                continue
+            except psycopg.Error as error:  # e.g. the store was closed
+                raise _store_error(error) from None
+            try:
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                self._pool.putconn(conn)  # dead: the pool closes it and opens another now
+                continue
+            return conn
+
     @contextmanager
     def _connection(self) -> Iterator[Conn]:
+        conn = self._checkout()
         try:
-            with self._pool.connection() as conn:
-                yield conn
+            yield conn
         except psycopg.Error as error:
             raise _store_error(error) from None
+        finally:
+            self._pool.putconn(conn)
 
     @staticmethod
     def _version(conn: Conn) -> int:

@@ -1,0 +1,104 @@
+"""What ``PostgresStore`` does when the server fails.
+
+An outage fails requests within the store's ``timeout`` with ``reason="unavailable"``,
+and once the server is back the next request goes through, dead pooled connections
+replaced. The outage tests stop and start a throwaway server of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from datetime import UTC, datetime
+
+import pytest
+
+import twostep as ts
+from tests import pgserver
+from twostep.stores.postgres import PostgresStore
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+#: How much longer than its timeout a refused request may take (a loaded CI machine).
+MARGIN = 0.75
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    """An empty schema of its own on the test server."""
+    where, schema = pgserver.new_schema()
+    yield where
+    pgserver.drop_schema(schema)
+
+
+@pytest.fixture
+def cluster() -> Iterator[pgserver.Cluster]:
+    """A server of this test's own, which it may stop and start."""
+    pgserver.base_dsn()  # skips, or fails when PostgreSQL is required, without one
+    if pgserver._bindir() is None:
+        pytest.skip("stopping a server needs the PostgreSQL binaries (initdb, pg_ctl)")
+    server = pgserver.start_cluster()
+    yield server
+    with suppress(RuntimeError):  # a server left stopped: its directory goes all the same
+        server.stop()
+
+
+def _account(account_id: str = "a1") -> ts.Account:
+    return ts.Account(id=account_id, name="Acme", created_at=NOW)
+
+
+# -- outages --------------------------------------------------------------------------------
+
+
+def _refused_in_time(store: PostgresStore, timeout: float, *, write: bool) -> None:
+    start = time.monotonic()
+    with pytest.raises(ts.StoreError) as caught, store.transaction(write=write) as tx:
+        tx.get_account("a1")
+    elapsed = time.monotonic() - start
+    assert caught.value.reason == "unavailable", caught.value
+    assert elapsed < timeout + MARGIN, elapsed
+
+
+def test_an_outage_fails_requests_within_the_timeout_and_the_next_one_after_it_works(
+    cluster: pgserver.Cluster,
+) -> None:
+    store = PostgresStore(cluster.dsn, min_size=2, max_size=4, timeout=1.0)
+    with store.transaction() as tx:
+        tx.put_account(_account())
+    cluster.halt()
+    _refused_in_time(store, 1.0, write=False)  # the pooled connections are dead
+    _refused_in_time(store, 1.0, write=True)  # and no new one can be made
+    cluster.resume()
+    start = time.monotonic()
+    with store.transaction(write=False) as tx:
+        assert tx.get_account("a1") is not None
+    assert time.monotonic() - start < 0.5
+    store.close()
+
+
+def test_a_restart_between_requests_costs_the_next_request_nothing(
+    cluster: pgserver.Cluster,
+) -> None:
+    store = PostgresStore(cluster.dsn, min_size=3, max_size=3, timeout=5.0)
+    with store.transaction() as tx:
+        tx.put_account(_account())
+    cluster.halt()
+    cluster.resume()  # every pooled connection is now dead
+    start = time.monotonic()
+    with store.transaction(write=False) as tx:
+        assert tx.get_account("a1") is not None
+    assert time.monotonic() - start < 0.5  # not a second per dead connection
+    store.close()
+
+
+def test_opening_a_store_during_an_outage_fails_within_the_timeout(
+    cluster: pgserver.Cluster,
+) -> None:
+    cluster.halt()
+    start = time.monotonic()
+    with pytest.raises(ts.StoreError) as caught:
+        PostgresStore(cluster.dsn, timeout=1.0)
+    assert caught.value.reason == "unavailable"
+    assert time.monotonic() - start < 1.0 + MARGIN
