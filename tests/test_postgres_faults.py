@@ -1,8 +1,10 @@
-"""What ``PostgresStore`` does when the server fails.
+"""What ``PostgresStore`` does when the server fails, or the schema changes under it.
 
-An outage fails requests within the store's ``timeout`` with ``reason="unavailable"``,
+Commits of write transactions are synchronous whatever the server's default; an
+outage fails requests within the store's ``timeout`` with ``reason="unavailable"``,
 and once the server is back the next request goes through, dead pooled connections
-replaced. The outage tests stop and start a throwaway server of their own.
+replaced; a schema migrated by a newer twostep is refused before anything is written.
+The outage tests stop and start a throwaway server of their own.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import twostep as ts
 from tests import pgserver
+from twostep.stores._migrations import SCHEMA_VERSION
 from twostep.stores.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -47,6 +52,47 @@ def cluster() -> Iterator[pgserver.Cluster]:
 
 def _account(account_id: str = "a1") -> ts.Account:
     return ts.Account(id=account_id, name="Acme", created_at=NOW)
+
+
+def _with_options(dsn: str, options: str) -> str:
+    current = conninfo_to_dict(dsn).get("options") or ""
+    return make_conninfo(dsn, options=f"{current} {options}".strip())
+
+
+# -- durability ---------------------------------------------------------------------------
+
+
+def test_write_transactions_commit_synchronously_whatever_the_server_default(dsn: str) -> None:
+    store = PostgresStore(_with_options(dsn, "-c synchronous_commit=off"))
+    with store.transaction() as tx:
+        setting = tx._conn.execute("SHOW synchronous_commit").fetchone()
+    assert setting == ("on",)
+    with store._connection() as conn:  # only for the transaction: the session keeps its own
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        conn.rollback()
+    store.close()
+
+
+# -- the schema changed under a running process --------------------------------------------
+
+
+def test_a_transaction_after_a_newer_twostep_migrated_is_refused_and_writes_nothing(
+    dsn: str,
+) -> None:
+    store = PostgresStore(dsn)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(
+            "INSERT INTO twostep_schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,)
+        )
+    with pytest.raises(ts.StoreError, match="restart") as caught, store.transaction() as tx:
+        tx.put_account(_account())
+    assert caught.value.reason == "schema_changed"
+    with pytest.raises(ts.StoreError) as caught, store.transaction(write=False) as tx:
+        tx.get_account("a1")
+    assert caught.value.reason == "schema_changed"
+    with psycopg.connect(dsn) as admin:
+        assert admin.execute("SELECT count(*) FROM accounts").fetchone() == (0,)
+    store.close()
 
 
 # -- outages --------------------------------------------------------------------------------
