@@ -11,8 +11,10 @@ import pytest
 
 import twostep as ts
 from twostep._setup import load_keyring
+from twostep.testing import FAST, ManualClock, Phone
 
 from .cli_helpers import ENV_VARS, run
+from .conftest import PASSWORD
 
 KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 OTHER = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -144,3 +146,120 @@ def test_a_key_id_listed_twice_is_refused(keys: str, tmp_path: Path) -> None:
     path = _file(tmp_path, keys.encode())
     environ = {"TWOSTEP_KEY_FILE": str(path)}
     refused(lambda: ts.AESGCMKeyring.from_environment(environ), names=str(path))
+
+
+# -- 3. the keys must open the stored secrets -------------------------------------------------
+
+
+def line(key_id: str, key: str = KEY) -> str:
+    return f"{key_id}:{key}"
+
+
+def keyring(*lines: str) -> ts.AESGCMKeyring:
+    return ts.AESGCMKeyring.from_string(",".join(lines))
+
+
+def service(store: ts.Store, cipher: ts.Cipher, **options: object) -> ts.TwoStep:
+    return ts.TwoStep(
+        store,
+        issuer="Acme",
+        clock=ManualClock(),
+        settings=FAST,
+        cipher=cipher,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def enroll_ada_and_bob(store: ts.Store, cipher: ts.Cipher) -> ts.TwoStep:
+    """Ada with 2FA on (a confirmed secret), Bob halfway through (a pending secret)."""
+    twostep = service(store, cipher)
+    account = twostep.create_account("Acme")
+    for email in ("ada@acme.test", "bob@acme.test"):
+        twostep.create_user(account.id, email, PASSWORD)
+        step = twostep.login(email, PASSWORD)
+        assert isinstance(step, ts.LoggedIn)
+        enrollment = twostep.begin_enrollment(step.session)
+        if email.startswith("ada"):
+            phone = Phone(enrollment.secret, twostep._context.clock)  # type: ignore[arg-type]
+            twostep.confirm_enrollment(step.session, phone.code())
+    return twostep
+
+
+def test_twostep_starts_when_its_keys_open_every_stored_secret(store: ts.Store) -> None:
+    service(store, keyring(line("A")))  # nothing stored yet
+    enroll_ada_and_bob(store, keyring(line("A")))
+    service(store, keyring(line("A")))
+    service(store, keyring(line("B", OTHER), line("A")))  # after a rotation, before resealing
+
+
+def test_twostep_refuses_keys_that_lack_a_key_id_of_the_stored_secrets(store: ts.Store) -> None:
+    enroll_ada_and_bob(store, keyring(line("A")))
+    error = refused(lambda: service(store, keyring(line("B", OTHER))), names="'A'")
+    assert "2 stored TOTP secret" in str(error)  # Ada's and Bob's pending one
+    assert "'B'" not in str(error)
+    # A host can still start, e.g. to reset the users the lost key locked out (R41).
+    service(store, keyring(line("B", OTHER)), check_keys=False)
+
+
+def test_twostep_refuses_a_key_whose_id_is_right_but_whose_bytes_are_wrong(
+    store: ts.Store,
+) -> None:
+    enroll_ada_and_bob(store, keyring(line("A")))
+    wrong = keyring(line("B", OTHER), line("A", OTHER))  # A's id, another key
+    error = refused(lambda: service(store, wrong), names="'A'")
+    assert "does not open" in str(error)
+    assert "'B'" not in str(error)
+    service(store, wrong, check_keys=False)
+
+
+def test_a_pending_secret_alone_is_checked_too(store: ts.Store) -> None:
+    enroll_ada_and_bob(store, keyring(line("A")))
+    with store.transaction() as tx:
+        for found in tx.users_page("", 10):
+            if found.email == "ada@acme.test":
+                tx.put_user(found.without_two_factor(end_sessions=True))
+    refused(lambda: service(store, keyring(line("B", OTHER))), names="'A'")
+
+
+def test_the_key_check_leaves_other_ciphers_alone(store: ts.Store) -> None:
+    class Plain:
+        """A cipher of the host's own (e.g. a KMS): twostep cannot tell its keys."""
+
+        def seal(self, plaintext: bytes, *, context: bytes) -> str:
+            return "plain." + plaintext.hex()
+
+        def open(self, sealed: str, *, context: bytes) -> bytes:
+            return bytes.fromhex(sealed.removeprefix("plain."))
+
+        def is_current(self, sealed: str) -> bool:
+            return True
+
+    enroll_ada_and_bob(store, Plain())
+    service(store, Plain())
+
+
+def test_check_keys_must_be_a_bool(store: ts.Store) -> None:
+    with pytest.raises(ts.InvalidInput):
+        service(store, keyring(line("A")), check_keys="no")
+
+
+def test_the_cli_checks_the_keys_before_resealing_but_not_before_a_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "twostep.db"
+    assert run("--database", str(database), "init")[0] == 0
+    old = Path(f"{database}.key").read_text().strip()
+    enroll_ada_and_bob(ts.SQLiteStore(database), ts.AESGCMKeyring.from_string(old))
+    old_id = old.split(":")[0]
+    for keys in (line("B", OTHER), f"{line('B', OTHER)},{line(old_id, OTHER)}"):
+        # The old key left out, then the old id with another key.
+        monkeypatch.setenv("TWOSTEP_KEYS", keys)
+        status, out, err = run("--database", str(database), "rotate-key", "--reseal")
+        assert (status, out) == (1, "")
+        assert f"'{old_id}'" in err
+        assert err.count("\n") == 1
+        assert old.split(":")[1][:8] not in err
+
+    # The operator's reset (R42) opens no secret: it works when the key is lost.
+    status, out, err = run("--database", str(database), "reset-2fa", "ada@acme.test")
+    assert status == 0, err

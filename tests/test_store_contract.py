@@ -226,6 +226,44 @@ def test_users_page_orders_by_id_after_a_cursor(contract_store: ts.Store) -> Non
         assert tx.users_page("c3", 2) == []
 
 
+def sealed(secret: str | None = None, pending: str | None = None) -> TwoFactorState:
+    return TwoFactorState(secret=secret, pending_secret=pending)
+
+
+def test_sealed_key_ids_counts_each_key_and_gives_its_first_user(
+    contract_store: ts.Store,
+) -> None:
+    # A sealed value is `<version>.<key id>.<rest>`: confirmed and pending secrets both count.
+    with contract_store.transaction(write=False) as tx:
+        assert tx.sealed_key_ids() == {}
+    seed(
+        contract_store,
+        user("u3", "c@example.test", two_factor=sealed(pending="v1.kA.pending-u3")),
+        user("u0", "z@example.test"),
+        user("u2", "b@example.test", two_factor=sealed("v1.kA.secret-u2", "v1.kA.pending-u2")),
+        user("u1", "a@example.test", two_factor=sealed("v1.kB.secret-u1", "v1.kA.pending-u1")),
+        user("u4", "d@example.test", two_factor=sealed("v1.k2026x.secret-u4")),
+        user("u5", "e@example.test", two_factor=sealed("v1:no-key-id")),
+        user("u6", "f@example.test", two_factor=sealed("v2.kA.another-version", "v1..x")),
+    )
+    with contract_store.transaction(write=False) as tx:
+        found = tx.sealed_key_ids()
+    assert found == {
+        "kA": ts.SealedKeyUse(5, "u1", "v1.kA.pending-u1"),
+        "kB": ts.SealedKeyUse(1, "u1", "v1.kB.secret-u1"),
+        "k2026x": ts.SealedKeyUse(1, "u4", "v1.k2026x.secret-u4"),
+        "": ts.SealedKeyUse(2, "u5", "v1:no-key-id"),  # values that name no key id
+    }
+    assert "pending" not in repr(found)  # a repr shows no sealed value
+    with contract_store.transaction() as tx:
+        tx.put_user(user("u1", "a@example.test"))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.sealed_key_ids()["kA"] == ts.SealedKeyUse(4, "u2", "v1.kA.secret-u2") or (
+            tx.sealed_key_ids()["kA"] == ts.SealedKeyUse(4, "u2", "v1.kA.pending-u2")
+        )
+        assert "kB" not in tx.sealed_key_ids()
+
+
 # -- challenges, sessions, throttles ---------------------------------------------------------
 
 

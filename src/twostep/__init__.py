@@ -36,7 +36,7 @@ from ._results import (
 )
 from ._service import TwoStep
 from ._settings import Argon2Params, Settings, ThrottleSettings
-from ._store import Store, Transaction
+from ._store import SealedKeyUse, Store, Transaction
 
 if TYPE_CHECKING:
     from .stores.memory import InMemoryStore
@@ -71,6 +71,7 @@ __all__ = [
     "Outcome",
     "Role",
     "SQLiteStore",
+    "SealedKeyUse",
     "Session",
     "SessionInvalid",
     "Settings",

@@ -20,7 +20,7 @@ from ._errors import ConfigurationError, StoreError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["AESGCMKeyring", "Cipher", "KEYS_ENV", "KEY_FILE_ENV"]
+__all__ = ["AESGCMKeyring", "Cipher", "KEYS_ENV", "KEY_FILE_ENV", "shown_key_id"]
 
 KEYS_ENV = "TWOSTEP_KEYS"
 KEY_FILE_ENV = "TWOSTEP_KEY_FILE"
@@ -48,11 +48,17 @@ _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _SHOWN_ID_MAX = 32  # a longer "id" may be key material pasted in the wrong place
 
 
+def shown_key_id(key_id: str) -> str | None:
+    """A key id as a message may show it (``'k1'``), or ``None`` if it may be key material."""
+    if key_id.isascii() and key_id.isalnum() and len(key_id) <= _SHOWN_ID_MAX:
+        return repr(key_id)
+    return None
+
+
 def _named(key_id: str, position: int) -> str:
     """A key as a message names it: by its id if it looks like one, else by its place."""
-    if key_id.isascii() and key_id.isalnum() and len(key_id) <= _SHOWN_ID_MAX:
-        return f"key {key_id!r}"
-    return f"key {position}"
+    shown = shown_key_id(key_id)
+    return f"key {shown}" if shown is not None else f"key {position}"
 
 
 def _parse_key(item: str, position: int, source: str) -> tuple[str, bytes]:
@@ -106,6 +112,11 @@ class AESGCMKeyring:
     @property
     def current_key_id(self) -> str:
         return self._current
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The ids of every key, the current one first."""
+        return (self._current, *(key_id for key_id in self._aead if key_id != self._current))
 
     @staticmethod
     def new_key_line(key_id: str | None = None) -> str:

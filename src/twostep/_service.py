@@ -40,8 +40,9 @@ class TwoStep:
     ``store`` keeps the state (``SQLiteStore`` is the embedded default), ``issuer``
     names the installation in authenticator apps. ``cipher`` seals TOTP secrets at
     rest; by default keys come from ``TWOSTEP_KEYS`` or ``TWOSTEP_KEY_FILE`` and
-    ``twostep`` refuses to start without one. ``on_event`` is called with every audit
-    event after it is committed (e.g. to email a user whose 2FA was turned off).
+    ``twostep`` refuses to start without one, or (``check_keys``) with keys that do
+    not open every stored secret. ``on_event`` is called with every audit event after
+    it is committed (e.g. to email a user whose 2FA was turned off).
     """
 
     def __init__(
@@ -53,7 +54,9 @@ class TwoStep:
         settings: Settings | None = None,
         cipher: Cipher | None = None,
         on_event: EventHook | None = None,
+        check_keys: bool = True,
     ) -> None:
+        check_keys = check.flag(check_keys, "check_keys")
         self.issuer = check.text(issuer, "issuer", check.MAX_NAME)
         self.settings = settings if settings is not None else Settings()
         self._context = Context(
@@ -65,6 +68,8 @@ class TwoStep:
             passwords=Passwords(self.settings.password_hash),
             on_event=on_event,
         )
+        if check_keys:
+            maintenance.check_keys(self._context)
 
     def __repr__(self) -> str:
         return f"TwoStep(store={self._context.store!r}, issuer={self.issuer!r})"

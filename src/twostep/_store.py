@@ -12,12 +12,32 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ._audit import AuditEvent
 from ._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 
-__all__ = ["Store", "Transaction"]
+__all__ = ["SealedKeyUse", "Store", "Transaction", "sealed_key_id"]
+
+
+class SealedKeyUse(NamedTuple):
+    """How the stored TOTP secrets use one key id: see :meth:`Transaction.sealed_key_ids`."""
+
+    #: How many sealed values (confirmed and pending secrets) name the key id.
+    secrets: int
+    #: The first user, by id, holding one of them.
+    user_id: str
+    #: That user's value sealed under the key id (to try the key on); left out of repr.
+    sealed: str
+
+    def __repr__(self) -> str:
+        return f"SealedKeyUse(secrets={self.secrets!r}, user_id={self.user_id!r})"
+
+
+def sealed_key_id(sealed: str) -> str:
+    """The key id a sealed value names (``<version>.<key id>.<rest>``); ``""`` if none."""
+    parts = sealed.split(".", 2)
+    return parts[1] if len(parts) == 3 else ""  # noqa: PLR2004 (the three parts)
 
 
 class Transaction(Protocol):
@@ -41,6 +61,15 @@ class Transaction(Protocol):
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
         """Users ordered by id, after ``after_id``: for batch jobs such as key rotation."""
+        ...
+
+    def sealed_key_ids(self) -> dict[str, SealedKeyUse]:
+        """The key ids the users' sealed secrets (confirmed and pending) name, and their use.
+
+        A sealed value is written ``<version>.<key id>.<rest>``; one with fewer than two
+        dots counts under the key id ``""`` (see :func:`sealed_key_id`). For the start-up
+        check that the configured keys open every stored secret: one read of the users.
+        """
         ...
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None: ...

@@ -55,11 +55,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _service(
-    args: argparse.Namespace, store: Store, keyring: AESGCMKeyring | None = None
+    args: argparse.Namespace,
+    store: Store,
+    keyring: AESGCMKeyring | None = None,
+    *,
+    check_keys: bool = False,
 ) -> TwoStep:
+    """The service; ``check_keys`` for the commands that open stored secrets.
+
+    The others do not check: the operator's reset must work when a key is lost.
+    """
     if keyring is None:
         keyring = load_keyring(args.database, args.err)
-    return TwoStep(store, issuer=args.issuer, cipher=keyring)
+    return TwoStep(store, issuer=args.issuer, cipher=keyring, check_keys=check_keys)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -139,7 +147,7 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
     keyring = load_keyring(database, args.err)
     store = open_store(database)
     try:
-        count = _service(args, store, keyring).reseal_secrets()
+        count = _service(args, store, keyring, check_keys=True).reseal_secrets()
     finally:
         store.close()
     print(f"{count} secret(s) resealed under key {keyring.current_key_id}", file=args.out)

@@ -1,4 +1,4 @@
-"""Maintenance: purging what expired, and resealing secrets under the current key."""
+"""Maintenance: purging what expired; the keys: checking them, resealing under the current one."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from dataclasses import replace
 
 from .. import _validate as check
 from .._codes import open_totp_key, seal_totp_key
-from .._crypto import Cipher
+from .._crypto import KEYS_ENV, AESGCMKeyring, Cipher, shown_key_id
 from .._domain import User
+from .._errors import ConfigurationError, StoreError
 from .._unit_of_work import Context
 
-__all__ = ["purge_expired", "reseal_secrets"]
+__all__ = ["check_keys", "purge_expired", "reseal_secrets"]
 
 
 def purge_expired(context: Context) -> int:
@@ -66,3 +67,46 @@ def _resealed(cipher: Cipher, user: User) -> User | None:
     if (secret, pending) == (state.secret, state.pending_secret):
         return None
     return replace(user, two_factor=replace(state, secret=secret, pending_secret=pending))
+
+
+def check_keys(context: Context) -> None:
+    """Refuse keys that cannot open the stored secrets, naming the key ids at fault.
+
+    Every key id that a stored secret (confirmed or pending) names must be among the
+    keyring's keys, and each must open one of those secrets (the first user's, by id):
+    a key with the right id and the wrong bytes is caught too. Only the default
+    :class:`AESGCMKeyring` is checked: another cipher's keys are its own business.
+    """
+    cipher = context.cipher
+    if not isinstance(cipher, AESGCMKeyring):
+        return
+    with context.work(write=False) as w:
+        used = w.tx.sealed_key_ids()
+    configured = set(cipher.key_ids)
+    missing = sorted(key_id for key_id in used if key_id not in configured)
+    if missing:
+        count = sum(used[key_id].secrets for key_id in missing)
+        msg = (
+            f"the keys lack {_key_ids(missing)}, which seal {count} stored TOTP "
+            "secret(s): add the old key(s) back, after the current one, to "
+            f"{KEYS_ENV} or the key file, or no user they seal can log in until an "
+            "owner or the operator resets them (check_keys=False starts anyway)"
+        )
+        raise ConfigurationError(msg)
+    for key_id, use in sorted(used.items()):
+        try:
+            open_totp_key(cipher, use.user_id, use.sealed)
+        except StoreError:
+            msg = (
+                f"the key {_key_ids([key_id])} does not open the TOTP secret it sealed for "
+                f"user {use.user_id}: the key with that id is not the one that sealed it "
+                "(or that user's secret is damaged: reset their 2FA; check_keys=False "
+                "starts anyway)"
+            )
+            raise ConfigurationError(msg) from None
+
+
+def _key_ids(key_ids: list[str]) -> str:
+    """Key ids as a message shows them: ids read from the store, so only if they look like one."""
+    shown = [shown_key_id(key_id) or "(not a key id)" for key_id in key_ids]
+    return ("key id " if len(shown) == 1 else "key ids ") + ", ".join(shown)

@@ -11,6 +11,7 @@ from typing import Any, Self
 from .._audit import AuditEvent
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken
+from .._store import SealedKeyUse, sealed_key_id
 
 __all__ = ["InMemoryStore"]
 
@@ -94,6 +95,17 @@ class _Tx:
     def users_page(self, after_id: str, limit: int) -> list[User]:
         ids = sorted(i for i in self._s.users if i > after_id)[:limit]
         return [self._s.users[i] for i in ids]
+
+    def sealed_key_ids(self) -> dict[str, SealedKeyUse]:
+        found: dict[str, SealedKeyUse] = {}
+        for user_id in sorted(self._s.users, reverse=True):  # the first user by id wins
+            state = self._s.users[user_id].two_factor
+            for sealed in (state.pending_secret, state.secret):
+                if sealed is not None:
+                    key_id = sealed_key_id(sealed)
+                    seen = found.get(key_id)
+                    found[key_id] = SealedKeyUse(1 + (seen.secrets if seen else 0), user_id, sealed)
+        return found
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None:
         return self._s.challenges.get(token_hash)

@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .._audit import AuditEvent
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
+from .._store import SealedKeyUse
 from . import _sql
 from ._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION, ensure_schema, refuse_newer
 from ._sql import (
@@ -147,6 +148,21 @@ class _Tx:
         )
         return [_sql.user_of(r) for r in rows]
 
+    def sealed_key_ids(self) -> dict[str, SealedKeyUse]:
+        # Not locked: a read at start-up. A value with fewer than two dots has no key id.
+        rows = self._all(
+            "WITH sealed (id, value) AS ("
+            " SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL"
+            " UNION ALL SELECT id, pending_secret FROM users WHERE pending_secret IS NOT NULL"
+            "), keyed AS ("
+            " SELECT CASE WHEN value LIKE '%%.%%.%%' THEN split_part(value, '.', 2) ELSE '' END"
+            " AS key_id, id, value FROM sealed"
+            ") SELECT DISTINCT ON (key_id) key_id, count(*) OVER (PARTITION BY key_id), id, value"
+            " FROM keyed ORDER BY key_id, id",
+            (),
+        )
+        return {r[0]: SealedKeyUse(r[1], r[2], r[3]) for r in rows}
+
     def get_challenge(self, token_hash: str) -> LoginChallenge | None:
         row = self._one(
             f"SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE token_hash = %s{self._update}",
@@ -262,18 +278,6 @@ def _store_error(error: psycopg.Error) -> StoreError:
     return StoreError(f"PostgreSQL: {type(error).__name__}{where}{hint}", reason=reason)
 
 
-#: The first statements of each transaction, sent in one round trip. Writers commit
-#: synchronously whatever the server's default (a used backup code or a revoked
-#: session must survive a crash of the server); both read the schema version.
-_BEGIN_WRITE = (
-    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE; "
-    "SET LOCAL synchronous_commit = on; "
-    f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"
-)
-_BEGIN_READ = (
-    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
-    f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"
-)
 #: While no connection is free and the pool may grow, a request asks the pool again
 #: this often: each time, the pool tries a new connection at once.
 _RETRY_EVERY = 0.1
@@ -293,10 +297,7 @@ class PostgresStore:
     is back. Unless the DSN sets it, libpq's ``connect_timeout`` is ``timeout``
     rounded up (libpq waits 2 s at least) for a server that does not answer at all.
 
-    Write transactions commit with ``synchronous_commit = on`` whatever the server's
-    setting. Each transaction checks the schema version first: after a newer twostep
-    migrated the database, it raises ``StoreError(reason="schema_changed")``. The
-    schema is migrated forward on open unless ``migrate=False``, in which case an old
+    The schema is migrated forward on open unless ``migrate=False``, in which case an old
     schema is an error (run ``twostep migrate``). Several servers may open the same
     database at once: the migrations run under an advisory lock.
     """
@@ -432,18 +433,10 @@ class PostgresStore:
         with self._connection() as conn, conn.transaction():
             # Set explicitly: a server may default to another level. Writers lock what
             # they read (see the module doc); readers get one consistent snapshot.
-            cursor = conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
-            for _ in range(2 if write else 1):
-                cursor.nextset()  # to the last statement's result: the schema version
-            row = cursor.fetchone()
-            version = 0 if row is None else int(row[0])
-            if version != SCHEMA_VERSION:
-                msg = (
-                    f"the database schema changed to version {version} while this process "
-                    f"ran with version {SCHEMA_VERSION}; nothing was written: restart the "
-                    "application with the twostep release that migrated it"
-                )
-                raise StoreError(msg, reason="schema_changed")
+            if write:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
+            else:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield _Tx(conn, write=write)
 
     def close(self) -> None:

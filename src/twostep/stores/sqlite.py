@@ -21,8 +21,10 @@ from typing import Any
 from .._audit import AuditEvent
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
+from .._store import SealedKeyUse
 from . import _sql
 from ._migrations import MIGRATIONS, SCHEMA_VERSION, SQLITE, ensure_schema
+from ._sealed import sqlite_sealed_key_ids
 from ._sql import (
     ACCOUNT_COLUMNS,
     AUDIT_COLUMNS,
@@ -161,6 +163,9 @@ class _Tx:
             (after_id, limit),
         )
         return [_sql.user_of(r) for r in rows]
+
+    def sealed_key_ids(self) -> dict[str, SealedKeyUse]:
+        return sqlite_sealed_key_ids(self._db)
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None:
         row = self._one(_GET_CHALLENGE, (token_hash,))
