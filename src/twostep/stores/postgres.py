@@ -278,6 +278,18 @@ def _store_error(error: psycopg.Error) -> StoreError:
     return StoreError(f"PostgreSQL: {type(error).__name__}{where}{hint}", reason=reason)
 
 
+#: The first statements of each transaction, sent in one round trip. Writers commit
+#: synchronously whatever the server's default (a used backup code or a revoked
+#: session must survive a crash of the server); both read the schema version.
+_BEGIN_WRITE = (
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE; "
+    "SET LOCAL synchronous_commit = on; "
+    f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"
+)
+_BEGIN_READ = (
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+    f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"
+)
 #: While no connection is free and the pool may grow, a request asks the pool again
 #: this often: each time, the pool tries a new connection at once.
 _RETRY_EVERY = 0.1
@@ -297,7 +309,10 @@ class PostgresStore:
     is back. Unless the DSN sets it, libpq's ``connect_timeout`` is ``timeout``
     rounded up (libpq waits 2 s at least) for a server that does not answer at all.
 
-    The schema is migrated forward on open unless ``migrate=False``, in which case an old
+    Write transactions commit with ``synchronous_commit = on`` whatever the server's
+    setting. Each transaction checks the schema version first: after a newer twostep
+    migrated the database, it raises ``StoreError(reason="schema_changed")``. The
+    schema is migrated forward on open unless ``migrate=False``, in which case an old
     schema is an error (run ``twostep migrate``). Several servers may open the same
     database at once: the migrations run under an advisory lock.
     """
@@ -433,10 +448,18 @@ class PostgresStore:
         with self._connection() as conn, conn.transaction():
             # Set explicitly: a server may default to another level. Writers lock what
             # they read (see the module doc); readers get one consistent snapshot.
-            if write:
-                conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE")
-            else:
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor = conn.execute(_BEGIN_WRITE if write else _BEGIN_READ)
+            for _ in range(2 if write else 1):
+                cursor.nextset()  # to the last statement's result: the schema version
+            row = cursor.fetchone()
+            version = 0 if row is None else int(row[0])
+            if version != SCHEMA_VERSION:
+                msg = (
+                    f"the database schema changed to version {version} while this process "
+                    f"ran with version {SCHEMA_VERSION}; nothing was written: restart the "
+                    "application with the twostep release that migrated it"
+                )
+                raise StoreError(msg, reason="schema_changed")
             yield _Tx(conn, write=write)
 
     def close(self) -> None:
