@@ -118,7 +118,7 @@ def store_snapshot(store: ts.Store, *, skip: tuple[str, ...] = ()) -> dict[str, 
             "challenges": dict(store.challenges),
             "sessions": dict(store.sessions),
             "throttles": dict(store.throttles),
-            "audit": list(store.audit),
+            "audit": [event for _, event in store.audit],  # without positions, as SQL rows
         }
     elif isinstance(store, ts.SQLiteStore):
         db = sqlite3.connect(store.path)

@@ -1,7 +1,7 @@
 """The SQLite store's own layout: its migrations keep every row, and a login writes little.
 
 The behaviour every store shares is in test_store_contract.py; this file checks what
-only SQLite does: the schema version 2 layout, and writing only the changed columns.
+only SQLite does: the schema's layout and migrations, and writing only the changed columns.
 """
 
 from __future__ import annotations
@@ -34,16 +34,21 @@ from twostep.stores.sqlite import _Tx
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 
+#: The columns every version since 1 has, as it was made (later columns are checked apart).
+V1_THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at"
+V1_AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason"
 COLUMNS = {
     "accounts": _sql.ACCOUNT_COLUMNS,
     "users": _sql.USER_COLUMNS,
     "challenges": _sql.CHALLENGE_COLUMNS,
     "sessions": _sql.SESSION_COLUMNS,
-    "throttles": _sql.THROTTLE_COLUMNS,
+    "throttles": V1_THROTTLE_COLUMNS,
     # Events of no account are kept under '' since version 2; the trail reads the same.
     "audit": "id, at, coalesce(account_id, ''), actor, actor_id, action, target_id, outcome, "
     "reason",
 }
+#: What version 3 added, with the value every row had before it.
+VERSION_3_COLUMNS = {"throttles": "in_flight, in_flight_at", "audit": "repeats"}
 
 
 def _rows(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
@@ -62,7 +67,10 @@ EVENTS = [
 ]
 
 
-def _fill(tx: _Tx, *, audit: bool = True) -> None:
+THROTTLE = ThrottleState(ThrottleKey(ThrottleScope.USER, "u1"), 3, T0 + timedelta(seconds=8), T0)
+
+
+def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True) -> None:
     """One row of every kind, with every optional field set."""
     tx.put_account(Account("a1", "Acme", T0, two_factor_required=True, session_generation=2))
     tx.add_user(
@@ -90,27 +98,49 @@ def _fill(tx: _Tx, *, audit: bool = True) -> None:
         LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5), 2)
     )
     tx.put_session(SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4))
-    tx.put_throttle(
-        ThrottleState(ThrottleKey(ThrottleScope.USER, "u1"), 3, T0 + timedelta(seconds=8), T0)
-    )
+    if throttle:
+        tx.put_throttle(THROTTLE)
     for event in EVENTS if audit else []:
         tx.add_audit(event)
 
 
-def _version_1_database(path: Path) -> None:
+def _old_database(path: Path, version: int) -> None:
+    """A database made by the migrations up to ``version``, with rows as it held them."""
     db = sqlite3.connect(path, isolation_level=None)
-    for statement in _migrations.SQLITE.statements(_migrations.MIGRATIONS[0][1]):
-        db.execute(statement)
-    db.execute("PRAGMA user_version = 1")
+    for _, statements in _migrations.MIGRATIONS[:version]:
+        for statement in _migrations.SQLITE.statements(statements):
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version}")
     db.execute("BEGIN")
-    _fill(_Tx(db), audit=False)
-    for event in EVENTS:  # version 1 numbered events across accounts
-        db.execute(
-            f"INSERT INTO audit ({_sql.AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            _sql.audit_row(event),
-        )
+    _fill(_Tx(db), audit=False, throttle=False)
+    db.execute(
+        f"INSERT INTO throttles ({V1_THROTTLE_COLUMNS}) VALUES (?, ?, ?, ?)",  # noqa: S608
+        _sql.throttle_row(THROTTLE)[:4],
+    )
+    for n, event in enumerate(EVENTS, start=1):
+        row = _sql.audit_row(event)[:8]
+        if version == 1:  # version 1 numbered events across accounts
+            db.execute(
+                f"INSERT INTO audit ({V1_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                row,
+            )
+        else:  # version 2 numbers each account's events, and keeps no account as ''
+            db.execute(
+                f"INSERT INTO audit (id, {V1_AUDIT_COLUMNS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (n if event.account_id else 1, row[0], row[1] or "", *row[2:]),
+            )
     db.execute("COMMIT")
     db.close()
+
+
+def _version_1_database(path: Path) -> None:
+    _old_database(path, 1)
+
+
+def _trail(account_id: str) -> list[AuditEvent]:
+    """The trail of ``account_id`` that EVENTS make: newest first."""
+    return [e for e in reversed(EVENTS) if e.account_id == account_id]
 
 
 #: SHA-256 of each released migration's statements as each dialect runs them. A released
@@ -121,6 +151,8 @@ RELEASED_MIGRATIONS = {
     ("sqlite", 2): "258de59a71e8ad7702ed25c4c891b7b540d78534bb2069f2721945d7f0caca9c",
     ("postgres", 1): "234a9404d700334d1ff8207c8ec2c3a9dd63eca663be1114918e249905eef39e",
     ("postgres", 2): "8bd1ece08c8774498ce1b8e7604db01d28e9fdef16b1289c3aaf6faa9409d1d6",
+    ("sqlite", 3): "084388e841ca2e1eb46fa2259cd2aca116b890026b1b788dc37c34e7a2257027",
+    ("postgres", 3): "3337c49eff4ce38e44456715e3193ffa6678c450f113742861d48d931f8a9575",
 }
 
 
@@ -142,19 +174,18 @@ def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
     _version_1_database(path)
     with sqlite3.connect(path) as db:
         before = _rows(db)
-        trail = _Tx(db).audit_events("a1", 10)
     assert all(before.values())  # the check below would pass on empty tables
-    assert len(trail) == 3
+    assert len(_trail("a1")) == 3
 
     with pytest.raises(ts.StoreError, match="schema version 1"):
         ts.SQLiteStore(path, migrate=False)  # never migrated behind the operator's back
     store = ts.SQLiteStore(path)
-    assert store.schema_version() == _migrations.SCHEMA_VERSION == 2
+    assert store.schema_version() == _migrations.SCHEMA_VERSION == 3
     store.close()
 
     with sqlite3.connect(path) as db:
         assert _rows(db) == before
-        assert _Tx(db).audit_events("a1", 10) == trail
+        assert _Tx(db).audit_events("a1", 10) == _trail("a1")
         layout = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert db.execute("SELECT count(*) FROM sqlite_sequence").fetchone() == (0,)
@@ -187,16 +218,48 @@ def test_audit_ids_keep_counting_each_accounts_events_after_the_migration(
     assert [(e.action, e.account_id) for e in other] == [("user_created", "a2")]
 
 
-def test_a_database_made_at_version_2_has_the_same_layout_as_a_migrated_one(
-    tmp_path: Path,
+def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
+    # Version 3 adds columns in place: every row keeps its values, and the new columns
+    # hold what the rows meant before them (nothing in flight, one attempt per event).
+    path = tmp_path / "old.db"
+    _old_database(path, 2)
+    with sqlite3.connect(path) as db:
+        before = _rows(db)
+        ids = db.execute("SELECT account_id, id FROM audit ORDER BY 1, 2").fetchall()
+    assert all(before.values())
+
+    with pytest.raises(ts.StoreError, match="schema version 2"):
+        ts.SQLiteStore(path, migrate=False)
+    store = ts.SQLiteStore(path)
+    assert store.schema_version() == 3
+    with store.transaction(write=False) as tx:
+        assert tx.get_throttle(THROTTLE.key) == THROTTLE
+        assert tx.audit_events("a1", 10) == _trail("a1")
+    store.close()
+
+    with sqlite3.connect(path) as db:
+        assert _rows(db) == before
+        assert db.execute("SELECT account_id, id FROM audit ORDER BY 1, 2").fetchall() == ids
+        added = {
+            table: set(db.execute(f"SELECT {columns} FROM {table}"))  # noqa: S608
+            for table, columns in VERSION_3_COLUMNS.items()
+        }
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert added == {"throttles": {(0, None)}, "audit": {(1,)}}
+    assert "audit_throttled" in indexes
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_database_made_at_the_current_version_has_the_same_layout_as_a_migrated_one(
+    tmp_path: Path, version: int
 ) -> None:
-    _version_1_database(tmp_path / "old.db")
+    _old_database(tmp_path / "old.db", version)
     ts.SQLiteStore(tmp_path / "old.db").close()
     ts.SQLiteStore(tmp_path / "new.db").close()
 
-    def layout(path: Path) -> set[tuple[str, str]]:
+    def layout(path: Path) -> set[tuple[str, str, str]]:
         with sqlite3.connect(path) as db:
-            return set(db.execute("SELECT type, name FROM sqlite_master"))
+            return set(db.execute("SELECT type, name, sql FROM sqlite_master"))
 
     assert layout(tmp_path / "old.db") == layout(tmp_path / "new.db")
 

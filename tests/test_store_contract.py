@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import twostep as ts
+from twostep._audit import AuditQuery
 from twostep._domain import (
     BackupCodeSet,
     ChallengeKind,
@@ -637,3 +639,235 @@ def test_a_store_reopens_with_its_data(tmp_path: Path) -> None:
             assert tx.get_user(u.id) == u
     finally:
         again.close()
+
+
+# -- schema version 3: attempts in flight, repeated events, pages, retention -------------------
+
+
+def test_throttle_attempts_in_flight_round_trip(contract_store: ts.Store) -> None:
+    # Every field of the counter is kept, the attempts in flight too, and a write
+    # replaces them all: back to none in flight is stored as such.
+    flying = ThrottleState(
+        USER_U1, 2, T0 + timedelta(seconds=4), T0, in_flight=3, in_flight_at=T0 + timedelta(3)
+    )
+    with contract_store.transaction() as tx:
+        tx.put_throttle(flying)
+        assert tx.get_throttle(USER_U1) == flying
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_throttle(USER_U1) == flying
+    landed = replace(flying, in_flight=0, in_flight_at=None)
+    with contract_store.transaction() as tx:
+        tx.put_throttle(landed)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_throttle(USER_U1) == landed
+    assert ThrottleState(USER_U1, 1, None, T0).in_flight == 0  # the defaults of a new counter
+
+
+def throttled(n: int, account_id: str | None = "acc1", **changes: object) -> ts.AuditEvent:
+    """A throttled login attempt of user u1, ``n`` seconds after T0."""
+    base = ts.AuditEvent(
+        at=T0 + timedelta(seconds=n),
+        action="login",
+        outcome=ts.Outcome.THROTTLED,
+        account_id=account_id,
+        actor_id="u1",
+        target_id=None,
+        reason="email",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_audit_repeats_round_trip(contract_store: ts.Store) -> None:
+    events = [throttled(0, repeats=7), event(1)]
+    with contract_store.transaction() as tx:
+        for e in events:
+            tx.add_audit(e)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.audit_events("acc1", 10) == events[::-1]
+    assert event(1).repeats == 1
+
+
+def test_r75_a_throttled_repeat_counts_on_the_newest_matching_recent_event(
+    contract_store: ts.Store,
+) -> None:
+    first, second = throttled(0), throttled(10)
+    with contract_store.transaction() as tx:
+        assert not tx.repeat_audit(first, T0)  # nothing to count on: the caller adds it
+        tx.add_audit(first)
+        tx.add_audit(event(5))
+        tx.add_audit(second)
+        assert tx.repeat_audit(throttled(20), T0)  # counts on the newest: second
+        assert tx.repeat_audit(throttled(21), T0 + timedelta(seconds=10))  # at since: counts
+    with contract_store.transaction() as tx:
+        assert tx.repeat_audit(throttled(22), T0)
+        trail = tx.audit_events("acc1", 10)
+    assert trail == [replace(second, repeats=4), event(5), first]  # times stay the first's
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"reason": "client"},
+        {"reason": None},
+        {"actor_id": "u2"},
+        {"actor_id": None, "actor": "anonymous"},
+        {"target_id": "u1"},
+        {"action": "two_factor_disabled"},
+        {"actor": "operator"},
+        {"account_id": "acc2"},
+        {"account_id": None},
+    ],
+    ids=lambda other: "-".join(f"{k}={v}" for k, v in other.items()),
+)
+def test_r75_a_throttled_attempt_counts_only_on_its_own_kind(
+    contract_store: ts.Store, other: dict[str, Any]
+) -> None:
+    seed(contract_store, accounts=("acc1", "acc2"))
+    stored = throttled(0)
+    with contract_store.transaction() as tx:
+        tx.add_audit(stored)
+        tx.add_audit(replace(stored, outcome=ts.Outcome.FAILURE, **other))
+        assert not tx.repeat_audit(throttled(1, **other), T0)
+        assert not tx.repeat_audit(throttled(1), T0 + timedelta(microseconds=1))  # too old
+        tx.add_audit(throttled(2, **other))
+        assert tx.repeat_audit(throttled(3, **other), T0)
+        assert tx.repeat_audit(throttled(4), T0)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.audit_events("acc1", 10)[-1] == replace(stored, repeats=2)
+
+
+def test_r75_a_rolled_back_repeat_is_not_counted(contract_store: ts.Store) -> None:
+    with contract_store.transaction() as tx:
+        tx.add_audit(throttled(0))
+
+    def writes(tx: ts.Transaction) -> None:
+        assert tx.repeat_audit(throttled(1), T0)
+        tx.add_audit(event(2))
+        assert tx.repeat_audit(throttled(3), T0)
+
+    with pytest.raises(Boom):
+        abort_after(contract_store, writes)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.audit_events("acc1", 10) == [throttled(0)]
+
+
+def positions(found: list[tuple[int, ts.AuditEvent]]) -> list[int]:
+    return [position for position, _ in found]
+
+
+def test_r76_audit_pages_follow_positions_that_only_grow(contract_store: ts.Store) -> None:
+    seed(contract_store, accounts=("acc1", "acc2"))
+    with contract_store.transaction() as tx:
+        for n in range(5):
+            tx.add_audit(event(n))
+            tx.add_audit(event(100 + n, account_id="acc2"))
+            tx.add_audit(event(200 + n, account_id=None))
+    with contract_store.transaction(write=False) as tx:
+        found = tx.audit_page("acc1", AuditQuery(10))
+        assert [e for _, e in found] == [event(n) for n in reversed(range(5))]
+        assert positions(found) == sorted(positions(found), reverse=True)
+        assert all(p >= 1 for p in positions(found))
+        assert len(set(positions(found))) == 5
+        first = tx.audit_page("acc1", AuditQuery(2))
+        assert first == found[:2]
+        after = tx.audit_page("acc1", AuditQuery(2, before=first[-1][0]))
+        assert after == found[2:4]
+        assert tx.audit_page("acc1", AuditQuery(10, before=found[-1][0])) == []
+        assert tx.audit_page("nothing", AuditQuery(10)) == []
+    with contract_store.transaction() as tx:  # newer events: the page below is the same
+        tx.add_audit(event(5))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.audit_page("acc1", AuditQuery(2, before=first[-1][0])) == after
+        newest = tx.audit_page("acc1", AuditQuery(1))
+    assert newest[0][1] == event(5)
+    assert newest[0][0] > found[0][0]
+
+
+def test_r76_audit_page_filters(contract_store: ts.Store) -> None:
+    events = [
+        event(0, action="login", actor_id="u1"),
+        event(1, action="two_factor_reset", actor_id="u2", target_id="u1"),
+        event(2, action="login", outcome=ts.Outcome.FAILURE, actor_id="u3"),
+        event(3, action="logout", actor_id="u2"),
+        throttled(4),
+    ]
+    with contract_store.transaction() as tx:
+        for e in events:
+            tx.add_audit(e)
+
+    def page(**filters: object) -> list[ts.AuditEvent]:
+        with contract_store.transaction(write=False) as tx:
+            return [e for _, e in tx.audit_page("acc1", AuditQuery(10, **filters))]  # type: ignore[arg-type]
+
+    e0, e1, e2, e3, e4 = events
+    assert page() == [e4, e3, e2, e1, e0]
+    assert page(action="login") == [e4, e2, e0]
+    assert page(action="nothing") == []
+    assert page(user_id="u1") == [e4, e1, e0]  # as actor or as target
+    assert page(user_id="u2") == [e3, e1]
+    assert page(outcome="failure") == [e2]
+    assert page(outcome="throttled") == [e4]
+    assert page(since=e2.at) == [e4, e3, e2]  # since is inclusive
+    assert page(until=e2.at) == [e1, e0]  # until is exclusive
+    assert page(since=e1.at, until=e3.at) == [e2, e1]
+    assert page(action="login", user_id="u1", outcome="success") == [e0]
+    with contract_store.transaction(write=False) as tx:
+        everything = tx.audit_page("acc1", AuditQuery(10))
+        below = everything[1][0]  # before e3
+        found = tx.audit_page("acc1", AuditQuery(1, before=below, action="login"))
+    assert [e for _, e in found] == [e2]
+
+
+def test_r77_purge_deletes_audit_events_past_their_retention(contract_store: ts.Store) -> None:
+    seed(contract_store, accounts=("acc1", "acc2"))
+    day = timedelta(days=1)
+    now = T0 + 500 * day
+    ages = {"ancient": 401, "old": 399, "recent": 29, "today": 0}
+    with contract_store.transaction() as tx:
+        for name, age in ages.items():
+            at = now - age * day
+            tx.add_audit(event(0, at=at, action=name))
+            tx.add_audit(event(0, at=at, action=name, account_id="acc2"))
+            tx.add_audit(event(0, at=at, action=name, account_id=None))
+        tx.add_audit(event(0, at=now - 30 * day, action="at_cutoff", account_id=None))
+    with contract_store.transaction() as tx:  # no cutoff given: every event stays
+        assert tx.purge_expired(now, throttles_before=T0) == 0
+    with contract_store.transaction() as tx:
+        # The 3 ancient events (both accounts', and one of no account), and the one of no
+        # account past 30 days; the one at the cutoff stays (``at <`` the cutoff goes).
+        gone = tx.purge_expired(
+            now,
+            throttles_before=T0,
+            audit_before=now - 400 * day,
+            anonymous_audit_before=now - 30 * day,
+        )
+        assert gone == 3 + 1
+        for account_id in ("acc1", "acc2"):
+            kept = [e.action for e in tx.audit_events(account_id, 10)]
+            assert kept == ["today", "recent", "old"]
+    with contract_store.transaction() as tx:
+        # Of no account: recent and at_cutoff go, today (at == now) stays.
+        assert tx.purge_expired(now, throttles_before=T0, anonymous_audit_before=now) == 2
+        assert tx.purge_expired(now, throttles_before=T0, audit_before=now + day) == 3 + 3 + 1
+    with contract_store.transaction(write=False) as tx:
+        assert tx.audit_events("acc1", 10) == []
+
+
+def test_r77_a_rolled_back_purge_restores_the_audit_trail(contract_store: ts.Store) -> None:
+    events = [event(n) for n in range(4)]
+    with contract_store.transaction() as tx:
+        tx.add_audit(throttled(0))
+        for e in events:
+            tx.add_audit(e)
+
+    def writes(tx: ts.Transaction) -> None:
+        assert tx.repeat_audit(throttled(1), T0)
+        tx.add_audit(event(9))
+        assert tx.purge_expired(T0, throttles_before=T0, audit_before=T0 + timedelta(days=1)) == 6
+        tx.add_audit(event(10))
+        assert tx.repeat_audit(throttled(11), T0) is False
+
+    with pytest.raises(Boom):
+        abort_after(contract_store, writes)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.audit_events("acc1", 10) == [*events[::-1], throttled(0)]

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from ._audit import AuditEvent
+from ._audit import AuditEvent, AuditQuery
 from ._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 
 __all__ = ["SealedKeyUse", "Store", "Transaction", "sealed_key_id"]
@@ -93,18 +93,46 @@ class Transaction(Protocol):
         ...
 
     def add_audit(self, event: AuditEvent) -> None: ...
+    def repeat_audit(self, event: AuditEvent, since: datetime) -> bool:
+        """Count the throttled ``event`` on the event it repeats, if there is one (R75).
+
+        That is the newest stored event of the same account, action, actor, actor id,
+        target and reason, with outcome ``throttled``, whose ``at`` is ``>= since``: its
+        ``repeats`` goes up by one, and nothing else changes. Returns whether there was
+        one; if not, nothing is written (the caller adds ``event``).
+        """
+        ...
+
     def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
         """The account's newest events first."""
         ...
 
-    def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
+    def audit_page(self, account_id: str, query: AuditQuery) -> list[tuple[int, AuditEvent]]:
+        """The account's events that ``query`` asks for, newest first, each with its position.
+
+        A position is where the store keeps an event: a positive int that grows with
+        each event of the account and never changes (an audit id), so that a page that
+        starts below a position given before is the same whatever was added since (R76).
+        """
+        ...
+
+    def purge_expired(
+        self,
+        now: datetime,
+        *,
+        throttles_before: datetime,
+        audit_before: datetime | None = None,
+        anonymous_audit_before: datetime | None = None,
+    ) -> int:
         """Remove state that can no longer matter; return how many rows went or were cleared.
 
         It deletes the login challenges and sessions with ``expires_at <= now``, and the
         throttle rows with ``last_failure_at < throttles_before`` that are not blocking
         (``blocked_until`` is None or ``<= now``). On users whose pending enrolment has
         expired (``pending_expires_at <= now``) it clears ``pending_secret`` and
-        ``pending_expires_at``, and nothing else.
+        ``pending_expires_at``, and nothing else. It deletes the audit events with
+        ``at < audit_before``, and those of no account with ``at < anonymous_audit_before``
+        (R77); ``None`` keeps them.
         """
         ...
 

@@ -235,6 +235,29 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
             ),
         ),
     ),
+    (
+        # Both dialects, columns added in place (every row keeps its values; SQLite and
+        # PostgreSQL 11+ write no row for a column with a constant default).
+        # Throttles: the attempts admitted and not yet settled under a key, and when the
+        # latest was admitted (R6, ThrottleState.in_flight / in_flight_at).
+        # Audit: how many attempts an event stands for, since throttled attempts that
+        # repeat are counted on one event (R75). The index holds only throttled events
+        # (a login that is not throttled writes no page of it): it finds the recent
+        # event of an actor that a throttled attempt counts on. The filters of the trail
+        # (R76) get no index: every login would pay for one in pages written, for a read
+        # that scans one account's events, now and then; likewise the purge of old
+        # events (R77) scans the table.
+        3,
+        (
+            "ALTER TABLE throttles ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE throttles ADD COLUMN in_flight_at {bigint}",
+            "ALTER TABLE audit ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1",
+            (
+                "CREATE INDEX audit_throttled ON audit (account_id, actor_id, at) "
+                "WHERE outcome = 'throttled'"
+            ),
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

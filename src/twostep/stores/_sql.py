@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._audit import AuditEvent, Outcome
+from .._audit import AuditEvent, AuditQuery, Outcome
 from .._domain import (
     Account,
     BackupCodeSet,
@@ -32,6 +32,7 @@ __all__ = [
     "USER_COLUMNS",
     "account_of",
     "account_row",
+    "audit_filters",
     "audit_of",
     "audit_row",
     "challenge_of",
@@ -40,6 +41,7 @@ __all__ = [
     "opt_dt",
     "opt_us",
     "purge",
+    "repeat_conditions",
     "session_of",
     "session_row",
     "throttle_of",
@@ -60,8 +62,8 @@ CHALLENGE_COLUMNS = "token_hash, user_id, kind, created_at, expires_at, attempts
 SESSION_COLUMNS = (
     "token_hash, user_id, account_id, issued_at, expires_at, account_generation, user_generation"
 )
-THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at"
-AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason"
+THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at, in_flight, in_flight_at"
+AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason, repeats"
 
 
 def purge(
@@ -69,14 +71,27 @@ def purge(
     mark: str,
     now: datetime,
     throttles_before: datetime,
+    *,
+    audit_before: datetime | None = None,
+    anonymous_audit_before: datetime | None = None,
+    no_account: str = "account_id IS NULL",
 ) -> tuple[int, int]:
     """The statements of ``purge_expired``, for a driver whose placeholder is ``mark``.
 
     ``execute`` runs one statement and returns its row count. Returns the rows deleted
-    and the users whose expired pending enrolment was cleared.
+    and the users whose expired pending enrolment was cleared. ``no_account`` is the
+    condition that picks the audit events of no account (R77).
     """
     at = to_us(now)
-    deleted = execute(f"DELETE FROM challenges WHERE expires_at <= {mark}", (at,))
+    deleted = 0
+    if audit_before is not None:
+        deleted += execute(f"DELETE FROM audit WHERE at < {mark}", (to_us(audit_before),))
+    if anonymous_audit_before is not None:
+        deleted += execute(
+            f"DELETE FROM audit WHERE {no_account} AND at < {mark}",
+            (to_us(anonymous_audit_before),),
+        )
+    deleted += execute(f"DELETE FROM challenges WHERE expires_at <= {mark}", (at,))
     deleted += execute(f"DELETE FROM sessions WHERE expires_at <= {mark}", (at,))
     deleted += execute(
         f"DELETE FROM throttles WHERE last_failure_at < {mark} "
@@ -232,7 +247,14 @@ def session_of(r: Sequence[Any]) -> SessionRecord:
 
 def throttle_row(t: ThrottleState) -> tuple[Any, ...]:
     """The row of a counter: its key is stored as ``key.stored``, e.g. ``"user:u1"``."""
-    return (t.key.stored, t.failures, opt_us(t.blocked_until), to_us(t.last_failure_at))
+    return (
+        t.key.stored,
+        t.failures,
+        opt_us(t.blocked_until),
+        to_us(t.last_failure_at),
+        t.in_flight,
+        opt_us(t.in_flight_at),
+    )
 
 
 def throttle_of(key: ThrottleKey, r: Sequence[Any]) -> ThrottleState:
@@ -241,7 +263,12 @@ def throttle_of(key: ThrottleKey, r: Sequence[Any]) -> ThrottleState:
     The state gets the key that was asked for: the stored text is never parsed back.
     """
     return ThrottleState(
-        key=key, failures=r[1], blocked_until=opt_dt(r[2]), last_failure_at=from_us(r[3])
+        key=key,
+        failures=r[1],
+        blocked_until=opt_dt(r[2]),
+        last_failure_at=from_us(r[3]),
+        in_flight=r[4],
+        in_flight_at=opt_dt(r[5]),
     )
 
 
@@ -255,6 +282,7 @@ def audit_row(e: AuditEvent) -> tuple[Any, ...]:
         e.target_id,
         e.outcome.value,
         e.reason,
+        e.repeats,
     )
 
 
@@ -268,4 +296,62 @@ def audit_of(r: Sequence[Any]) -> AuditEvent:
         target_id=r[5],
         outcome=Outcome(r[6]),
         reason=r[7],
+        repeats=r[8],
     )
+
+
+def audit_filters(query: AuditQuery, mark: str) -> tuple[str, tuple[Any, ...]]:
+    """The conditions of a page of the trail beyond its account (R76), and their values.
+
+    Each starts with `` AND ``, to follow ``account_id = ...``; positions are the ``id``
+    column.
+    """
+    conditions: list[str] = []
+    args: list[Any] = []
+    if query.before is not None:
+        conditions.append(f"id < {mark}")
+        args.append(query.before)
+    if query.action is not None:
+        conditions.append(f"action = {mark}")
+        args.append(query.action)
+    if query.user_id is not None:
+        conditions.append(f"(actor_id = {mark} OR target_id = {mark})")
+        args += [query.user_id, query.user_id]
+    if query.outcome is not None:
+        conditions.append(f"outcome = {mark}")
+        args.append(query.outcome)
+    if query.since is not None:
+        conditions.append(f"at >= {mark}")
+        args.append(to_us(query.since))
+    if query.until is not None:
+        conditions.append(f"at < {mark}")
+        args.append(to_us(query.until))
+    return "".join(f" AND {c}" for c in conditions), tuple(args)
+
+
+def repeat_conditions(e: AuditEvent, mark: str, since: datetime) -> tuple[str, tuple[Any, ...]]:
+    """The conditions that find the events a throttled attempt ``e`` counts on (R75).
+
+    Beyond the account's: a throttled event (a literal, so that the partial index
+    ``audit_throttled`` serves it) of the same action, actor, actor id, target and
+    reason, at or after ``since``. A missing value is matched with ``IS NULL``, which
+    both databases answer from an index.
+    """
+    conditions = [
+        "outcome = 'throttled'",
+        f"action = {mark}",
+        f"actor = {mark}",
+        f"at >= {mark}",
+    ]
+    args: list[Any] = [e.action, e.actor, to_us(since)]
+    for column, value in (
+        ("actor_id", e.actor_id),
+        ("target_id", e.target_id),
+        ("reason", e.reason),
+    ):
+        if value is None:
+            conditions.append(f"{column} IS NULL")
+        else:
+            conditions.append(f"{column} = {mark}")
+            args.append(value)
+    return " AND ".join(conditions), tuple(args)

@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from .._audit import AuditEvent
+from .._audit import AuditEvent, AuditQuery, Outcome
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken
 from .._store import SealedKeyUse, sealed_key_id
@@ -16,6 +16,8 @@ from .._store import SealedKeyUse, sealed_key_id
 __all__ = ["InMemoryStore"]
 
 _MISSING: Any = object()
+#: An audit event as the store keeps it: its position (R76), then the event.
+_Positioned = tuple[int, AuditEvent]
 
 
 class _Tx:
@@ -29,6 +31,12 @@ class _Tx:
         self._s = store
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
         self._audit_len = 0
+        # Undo of what changes audit events already there (appends are undone by
+        # cutting the list back to _audit_len): each count raised (R75), as its index
+        # and the event before; the list as it was before a purge (R77), and how many
+        # counts were raised before it.
+        self._audit_repeats: list[tuple[int, _Positioned]] = []
+        self._audit_saved: tuple[list[_Positioned], int] | None = None
 
     def __enter__(self) -> Self:
         self._s._lock.acquire()  # noqa: SLF001 (the store's own transaction)
@@ -60,7 +68,14 @@ class _Tx:
                 table.pop(key, None)
             else:
                 table[key] = old
-        del self._s.audit[self._audit_len :]
+        audit = self._s.audit
+        if self._audit_saved is not None:
+            saved, repeats = self._audit_saved
+            audit[:] = saved
+            del self._audit_repeats[repeats:]
+        for index, old in reversed(self._audit_repeats):
+            audit[index] = old
+        del audit[self._audit_len :]
 
     def get_account(self, account_id: str) -> Account | None:
         return self._s.accounts.get(account_id)
@@ -136,18 +151,70 @@ class _Tx:
             self._set(self._s.throttles, key, _MISSING)
 
     def add_audit(self, event: AuditEvent) -> None:
-        self._s.audit.append(event)
+        s = self._s
+        audit = s.audit
+        # Positions only grow, even past events purged or rolled back.
+        s.audit_position = max(s.audit_position, audit[-1][0] if audit else 0) + 1
+        audit.append((s.audit_position, event))
+
+    def repeat_audit(self, event: AuditEvent, since: datetime) -> bool:
+        key = _repeat_key(event)
+        audit = self._s.audit
+        for index in range(len(audit) - 1, -1, -1):
+            position, stored = audit[index]
+            if (
+                stored.outcome == Outcome.THROTTLED
+                and stored.at >= since
+                and _repeat_key(stored) == key
+            ):
+                self._audit_repeats.append((index, audit[index]))
+                audit[index] = (position, replace(stored, repeats=stored.repeats + 1))
+                return True
+        return False
 
     def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
-        found: list[AuditEvent] = []
-        for event in reversed(self._s.audit):
-            if event.account_id == account_id:
-                found.append(event)
-                if len(found) >= limit:
+        return [event for _, event in self.audit_page(account_id, AuditQuery(limit))]
+
+    def audit_page(self, account_id: str, query: AuditQuery) -> list[tuple[int, AuditEvent]]:
+        found: list[tuple[int, AuditEvent]] = []
+        for position, event in reversed(self._s.audit):
+            if (
+                event.account_id == account_id
+                and (query.before is None or position < query.before)
+                and _matches(event, query)
+            ):
+                found.append((position, event))
+                if len(found) >= query.limit:
                     break
         return found
 
-    def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
+    def _purge_audit(self, before: datetime | None, anonymous_before: datetime | None) -> int:
+        audit = self._s.audit
+
+        def expired(event: AuditEvent) -> bool:
+            return (before is not None and event.at < before) or (
+                anonymous_before is not None
+                and event.account_id is None
+                and event.at < anonymous_before
+            )
+
+        kept = [item for item in audit if not expired(item[1])]
+        gone = len(audit) - len(kept)
+        if gone:
+            if self._audit_saved is None:
+                self._audit_saved = (list(audit), len(self._audit_repeats))
+            audit[:] = kept
+        return gone
+
+    def purge_expired(
+        self,
+        now: datetime,
+        *,
+        throttles_before: datetime,
+        audit_before: datetime | None = None,
+        anonymous_audit_before: datetime | None = None,
+    ) -> int:
+        events = self._purge_audit(audit_before, anonymous_audit_before)
         dead_c = [k for k, c in self._s.challenges.items() if c.expires_at <= now]
         dead_s = [k for k, s in self._s.sessions.items() if s.expires_at <= now]
         dead_t = [
@@ -171,7 +238,23 @@ class _Tx:
         for user in lapsed:
             state = replace(user.two_factor, pending_secret=None, pending_expires_at=None)
             self.put_user(replace(user, two_factor=state))
-        return len(dead_c) + len(dead_s) + len(dead_t) + len(lapsed)
+        return events + len(dead_c) + len(dead_s) + len(dead_t) + len(lapsed)
+
+
+def _repeat_key(e: AuditEvent) -> tuple[object, ...]:
+    """What a throttled attempt shares with the event it counts on (R75), but the time."""
+    return (e.account_id, e.action, e.actor, e.actor_id, e.target_id, e.reason)
+
+
+def _matches(e: AuditEvent, query: AuditQuery) -> bool:
+    """Whether ``e`` passes the filters of ``query`` (R76); its position is checked apart."""
+    return (
+        (query.action is None or e.action == query.action)
+        and (query.user_id is None or query.user_id in {e.actor_id, e.target_id})
+        and (query.outcome is None or e.outcome == query.outcome)
+        and (query.since is None or e.at >= query.since)
+        and (query.until is None or e.at < query.until)
+    )
 
 
 class InMemoryStore:
@@ -186,7 +269,10 @@ class InMemoryStore:
         self.challenges: dict[str, LoginChallenge] = {}
         self.sessions: dict[str, SessionRecord] = {}
         self.throttles: dict[ThrottleKey, ThrottleState] = {}
-        self.audit: list[AuditEvent] = []
+        #: Every audit event with its position (R76), oldest first.
+        self.audit: list[tuple[int, AuditEvent]] = []
+        #: The position of the newest event ever added.
+        self.audit_position = 0
 
     def __repr__(self) -> str:
         return f"InMemoryStore(accounts={len(self.accounts)}, users={len(self.users)})"

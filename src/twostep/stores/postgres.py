@@ -28,7 +28,7 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._audit import AuditEvent
+from .._audit import AuditEvent, AuditQuery
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from .._store import SealedKeyUse
@@ -222,6 +222,23 @@ class _Tx:
             _sql.audit_row(event),
         )
 
+    def repeat_audit(self, event: AuditEvent, since: datetime) -> bool:
+        # R75: the attempts a throttled event stands for are those of one throttle key,
+        # whose advisory lock this transaction holds: they take turns. Were two to race,
+        # the UPDATE waits for the other's and counts on the row as it committed it.
+        match, args = _sql.repeat_conditions(event, "%s", since)
+        account, account_args = (
+            ("account_id IS NULL", ())
+            if event.account_id is None
+            else ("account_id = %s", (event.account_id,))
+        )
+        bumped = self._conn.execute(
+            "UPDATE audit SET repeats = repeats + 1 WHERE id = ("
+            f"SELECT id FROM audit WHERE {account} AND {match} ORDER BY id DESC LIMIT 1)",
+            (*account_args, *args),
+        )
+        return bumped.rowcount > 0
+
     def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
         rows = self._all(
             f"SELECT {AUDIT_COLUMNS} FROM audit WHERE account_id = %s ORDER BY id DESC LIMIT %s",
@@ -229,13 +246,38 @@ class _Tx:
         )
         return [_sql.audit_of(r) for r in rows]
 
-    def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
+    def audit_page(self, account_id: str, query: AuditQuery) -> list[tuple[int, AuditEvent]]:
+        # The position is the global audit id (BIGSERIAL). An id is drawn at the insert
+        # and seen at the commit, so an event committed while a reader pages may land
+        # on a page already read: a walk gives every event committed before it began
+        # exactly once, and any later one at most once.
+        filters, args = _sql.audit_filters(query, "%s")
+        rows = self._all(
+            f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE account_id = %s{filters} "
+            "ORDER BY id DESC LIMIT %s",
+            (account_id, *args, query.limit),
+        )
+        return [(r[0], _sql.audit_of(r[1:])) for r in rows]
+
+    def purge_expired(
+        self,
+        now: datetime,
+        *,
+        throttles_before: datetime,
+        audit_before: datetime | None = None,
+        anonymous_audit_before: datetime | None = None,
+    ) -> int:
         # No advisory locks: a login that read a throttle row this deletes writes its
         # count with an upsert, which recreates the row, as if it had run before the
         # purge; a login that wrote the row holds its lock, and the condition is
         # checked after it ends.
         deleted, cleared = _sql.purge(
-            lambda sql, args: self._conn.execute(sql, args).rowcount, "%s", now, throttles_before
+            lambda sql, args: self._conn.execute(sql, args).rowcount,
+            "%s",
+            now,
+            throttles_before,
+            audit_before=audit_before,
+            anonymous_audit_before=anonymous_audit_before,
         )
         return deleted + cleared
 

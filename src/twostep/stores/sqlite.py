@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .._audit import AuditEvent
+from .._audit import AuditEvent, AuditQuery
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from .._store import SealedKeyUse
@@ -212,6 +212,20 @@ class _Tx:
             row = (row[0], _NO_ACCOUNT, *row[2:])
         self._db.execute(_ADD_AUDIT, row)
 
+    def repeat_audit(self, event: AuditEvent, since: datetime) -> bool:
+        # R75: the write lock is held, so the event found is the one that is bumped.
+        # INDEXED BY: left to itself, the planner walks the account's events newest first
+        # (the primary key gives ORDER BY id) instead of the few throttled ones at hand.
+        match, args = _sql.repeat_conditions(event, "?", since)
+        account = _NO_ACCOUNT if event.account_id is None else event.account_id
+        bumped = self._db.execute(
+            "UPDATE audit SET repeats = repeats + 1 WHERE account_id = ? AND id = ("
+            "SELECT id FROM audit INDEXED BY audit_throttled "
+            f"WHERE account_id = ? AND {match} ORDER BY id DESC LIMIT 1)",
+            (account, account, *args),
+        )
+        return bumped.rowcount > 0
+
     def audit_events(self, account_id: str, limit: int) -> list[AuditEvent]:
         rows = self._db.execute(
             f"SELECT {AUDIT_COLUMNS} FROM audit WHERE account_id = ? ORDER BY id DESC LIMIT ?",
@@ -219,9 +233,32 @@ class _Tx:
         )
         return [_sql.audit_of(r) for r in rows]
 
-    def purge_expired(self, now: datetime, *, throttles_before: datetime) -> int:
+    def audit_page(self, account_id: str, query: AuditQuery) -> list[tuple[int, AuditEvent]]:
+        # The position is the account's own audit id (see _ADD_AUDIT).
+        filters, args = _sql.audit_filters(query, "?")
+        rows = self._db.execute(
+            f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE account_id = ?{filters} "
+            "ORDER BY id DESC LIMIT ?",
+            (account_id, *args, query.limit),
+        )
+        return [(r[0], _sql.audit_of(r[1:])) for r in rows]
+
+    def purge_expired(
+        self,
+        now: datetime,
+        *,
+        throttles_before: datetime,
+        audit_before: datetime | None = None,
+        anonymous_audit_before: datetime | None = None,
+    ) -> int:
         deleted, cleared = _sql.purge(
-            lambda sql, args: self._db.execute(sql, args).rowcount, "?", now, throttles_before
+            lambda sql, args: self._db.execute(sql, args).rowcount,
+            "?",
+            now,
+            throttles_before,
+            audit_before=audit_before,
+            anonymous_audit_before=anonymous_audit_before,
+            no_account=f"account_id = '{_NO_ACCOUNT}'",
         )
         if cleared:
             self._users.clear()  # rows read before are stale: put_user writes them whole
