@@ -7,6 +7,9 @@
   one Argon2id hash with the backup-code parameters; 20 stored codes against 10.
 - password_step / unknown_email: ``login`` (step 1) against one Argon2id verify with
   the password parameters; an unknown email against a known one with a wrong password.
+- durable_commit_cost (no target): ``complete_login`` with a valid OTP on SQLite with
+  ``synchronous="FULL"`` (the default: the commit is synced to disk) against the same
+  with ``"NORMAL"``, in the temporary directory (``TMPDIR`` chooses the disk).
 """
 
 from __future__ import annotations
@@ -121,7 +124,9 @@ def otp_figures(quick: bool) -> list[Figure | Report]:
     batch, rounds = (20, 15) if quick else (50, 41)
     memory, _ = _otp_figure("otp_step_memory", InMemoryStore(), 2.0, batch=batch, rounds=rounds)
     with tempfile.TemporaryDirectory() as tmp:
-        store = SQLiteStore(Path(tmp) / "otp.db")
+        # NORMAL: the figure is what the library adds to the statements; what a commit
+        # synced to disk (the default, FULL) adds is durable_commit_cost's, and the disk's.
+        store = SQLiteStore(Path(tmp) / "otp.db", synchronous="NORMAL")
         on_sqlite, floor = _otp_figure("otp_step_sqlite", store, 5.0, batch=batch, rounds=rounds)
         store.close()
     return [
@@ -242,8 +247,54 @@ def password_figures(quick: bool) -> list[Figure]:
     ]
 
 
+def _code_logins(store: SQLiteStore, batch: int) -> Sample:
+    """Code logins of ``batch`` enrolled users, each round; seconds per login."""
+    clock = ManualClock()
+    ts = service(store, cheap(backup_code_hash=CHEAPEST), clock)
+    account = ts.create_account("bench")
+    people = [enroll(ts, clock, account.id, f"durable{i}@example.com") for i in range(batch)]
+
+    def sample() -> float:
+        clock.advance(NEXT_CODE)
+        steps = [ts.login(p.email, PASSWORD) for p in people]
+        codes = [p.phone.code() for p in people]
+        start = time.perf_counter()
+        for step, code in zip(steps, codes, strict=True):
+            assert isinstance(step, CodeRequired)
+            ts.complete_login(step, code)
+        return (time.perf_counter() - start) / batch
+
+    return sample
+
+
+def durable_figures(quick: bool) -> list[Figure | Report]:
+    """What syncing each commit to disk adds to a code login on SQLite."""
+    batch, rounds = (10, 5) if quick else (20, 15)
+    with tempfile.TemporaryDirectory() as tmp:
+        full = SQLiteStore(Path(tmp) / "full.db")  # the default: synchronous="FULL"
+        normal = SQLiteStore(Path(tmp) / "normal.db", synchronous="NORMAL")
+        normal_t, full_t = interleave(
+            [_code_logins(normal, batch), _code_logins(full, batch)], rounds
+        )
+        full.close()
+        normal.close()
+    return [
+        Report(
+            "durable_commit_cost",
+            f"{full_t / normal_t:.2f} (no target): a code login on SQLite with "
+            f'synchronous="FULL" (the default), {full_t * 1e6:.0f}us, against '
+            f'"NORMAL", {normal_t * 1e6:.0f}us',
+        )
+    ]
+
+
 def main(quick: bool) -> list[Figure | Report]:
-    return [*otp_figures(quick), *backup_figures(quick), *password_figures(quick)]
+    return [
+        *otp_figures(quick),
+        *backup_figures(quick),
+        *password_figures(quick),
+        *durable_figures(quick),
+    ]
 
 
 if __name__ == "__main__":
