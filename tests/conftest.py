@@ -19,7 +19,9 @@ def make_store(kind: str, tmp_path: Path) -> ts.Store:
     if kind == "memory":
         return ts.InMemoryStore()
     if kind == "sqlite":
-        return ts.SQLiteStore(tmp_path / "twostep.db")
+        # NORMAL: these tests are not about durability (test_store_faults.py checks the
+        # FULL default); a synced commit each time made these tests a third slower.
+        return ts.SQLiteStore(tmp_path / "twostep.db", synchronous="NORMAL")
     if kind == "postgres":  # a fresh schema on the test server (tests/pgserver.py)
         from tests import pgserver
 
