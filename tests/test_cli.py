@@ -216,7 +216,8 @@ def test_rotation_new_key_first_then_reseal_then_drop_the_old_key(
 
 
 def test_purge_removes_expired_challenges_sessions_and_forgotten_counters(db: Path) -> None:
-    # R6: the counter of an unknown email, last failed long ago, goes too.
+    # R6: the counter of an unknown email, last failed long ago, goes too; and R77: the
+    # 5 audit events of these steps, older than the default retention by the real clock.
     create_owner(db)
     clock = ManualClock(datetime(2000, 1, 1, tzinfo=UTC))  # long expired by the real clock
     service = service_on(db, clock)
@@ -227,8 +228,8 @@ def test_purge_removes_expired_challenges_sessions_and_forgotten_counters(db: Pa
     status, out, _ = run("--database", str(db), "purge")
     assert status == 0
     assert out == (
-        "3 expired login challenge(s), session(s), pending enrolment(s) "
-        "and forgotten throttle counter(s) removed\n"
+        "8 expired login challenge(s), session(s), pending enrolment(s), "
+        "forgotten throttle counter(s) and audit event(s) past retention removed\n"
     )
     with pytest.raises(ts.SessionInvalid):
         service.check_session(session)

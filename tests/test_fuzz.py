@@ -36,7 +36,7 @@ import string
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,16 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "operator_reset_two_factor": ("email",),
     "two_factor_overview": ("session",),
     "audit_trail": ("session", "*limit"),
+    "audit_page": (
+        "session",
+        "*limit",
+        "*cursor",
+        "*action",
+        "*user_id",
+        "*outcome",
+        "*since",
+        "*until",
+    ),
     "purge_expired": (),
     "reseal_secrets": ("*batch",),
 }
@@ -246,6 +256,14 @@ FITTING: dict[str, st.SearchStrategy[object]] = {
     "batch": st.integers(min_value=-5, max_value=20_000),
     "client": st.sampled_from(["203.0.113.5", "::1", "client-1"]),
     "name": st.text(min_size=1, max_size=30),
+    "cursor": st.one_of(
+        st.integers(min_value=-3, max_value=2**64).map("a1.{}".format),
+        st.sampled_from(["a1.", "a1.1", "a1.+5", "a1.٣", "1", "a2.5", " a1.5"]),
+    ),
+    "action": st.sampled_from([*ts.AuditAction, "Login", "login_code", "nothing"]),
+    "outcome": st.sampled_from([*ts.Outcome, "THROTTLED", "ok"]),
+    "since": st.one_of(st.datetimes(timezones=st.just(UTC)), st.datetimes()),
+    "until": st.one_of(st.datetimes(timezones=st.just(UTC)), st.datetimes()),
 }
 
 

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from ._audit import AuditAction, AuditEvent, Outcome
+from ._audit import AuditAction, AuditEvent, AuditPage, AuditQuery, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import Account, Role, ThrottleKey, ThrottleScope, ThrottleState, User
@@ -51,6 +51,8 @@ __all__ = [
     "Argon2Params",
     "AuditAction",
     "AuditEvent",
+    "AuditPage",
+    "AuditQuery",
     "BackupCodes",
     "ChallengeExpired",
     "Cipher",

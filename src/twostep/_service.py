@@ -6,8 +6,10 @@ its story in :mod:`twostep._stories`; it holds no rule of its own.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from . import _validate as check
-from ._audit import AuditEvent
+from ._audit import AuditAction, AuditEvent, AuditPage, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import Account, Role, User
@@ -176,8 +178,41 @@ class TwoStep:
         return administration.two_factor_overview(self._context, session)
 
     def audit_trail(self, session: SessionRef, *, limit: int = 100) -> list[AuditEvent]:
-        """R60: the account's audit events, newest first, for owners and managers."""
+        """R60: the account's newest audit events, newest first, for owners and managers.
+
+        The first page of :meth:`audit_page`, unfiltered, as a list.
+        """
         return administration.audit_trail(self._context, session, limit)
+
+    def audit_page(
+        self,
+        session: SessionRef,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        action: AuditAction | str | None = None,
+        user_id: str | None = None,
+        outcome: Outcome | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> AuditPage:
+        """R50, R60, R76: a page of the account's audit events, newest first, filtered.
+
+        ``cursor`` is the ``next_cursor`` of the page before (none for the first page);
+        the filters keep the events of that ``action``, of that user as actor or target
+        (``user_id``), of that ``outcome``, and with ``since <= at < until``.
+        """
+        return administration.audit_page(
+            self._context,
+            session,
+            limit,
+            cursor,
+            action=action,
+            user_id=user_id,
+            outcome=outcome,
+            since=since,
+            until=until,
+        )
 
     # -- maintenance -------------------------------------------------------------------
 

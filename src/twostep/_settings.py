@@ -82,6 +82,13 @@ class Settings:
     enrollment_ttl: timedelta = timedelta(minutes=10)
     #: Absolute life of a session.
     session_ttl: timedelta = timedelta(hours=12)
+    #: Throttled attempts of the same actor, action and reason within this time of the
+    #: first are counted on its audit event (R75); ``None`` gives each its own event.
+    audit_collapse_window: timedelta | None = timedelta(minutes=1)
+    #: How long ``purge_expired`` keeps audit events (R77); ``None`` keeps them all.
+    audit_retention: timedelta | None = timedelta(days=400)
+    #: How long it keeps the events of no account: attempts on unknown emails (R77).
+    anonymous_audit_retention: timedelta | None = timedelta(days=30)
     #: Backup codes handed out at each enrolment (R10).
     backup_code_count: int = 10
     password_hash: Argon2Params = PASSWORD_DEFAULT
@@ -117,3 +124,8 @@ class Settings:
         if self.challenge_max_attempts < 1 or self.backup_code_count < 1:
             msg = "challenge_max_attempts and backup_code_count must be >= 1"
             raise ValueError(msg)
+        for name in ("audit_collapse_window", "audit_retention", "anonymous_audit_retention"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
+                msg = f"{name} must be None or a timedelta >= 0"
+                raise ValueError(msg)

@@ -9,7 +9,7 @@ and then raises the refusal. Audit events reach the host's hook only once commit
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import NamedTuple
 
@@ -35,13 +35,17 @@ class KeepAndRaise(Exception):
 
 
 class Work:
-    """What a story sees inside a unit of work: the transaction, its time, its events."""
+    """What a story sees inside a unit of work: the transaction, its time, its events.
 
-    __slots__ = ("events", "now", "tx")
+    ``collapse`` is ``Settings.audit_collapse_window`` (R75).
+    """
 
-    def __init__(self, tx: Transaction, now: datetime) -> None:
+    __slots__ = ("collapse", "events", "now", "tx")
+
+    def __init__(self, tx: Transaction, now: datetime, collapse: timedelta | None = None) -> None:
         self.tx = tx
         self.now = now
+        self.collapse = collapse
         self.events: list[AuditEvent] = []
 
     def audit(
@@ -55,7 +59,12 @@ class Work:
         reason: str | None = None,
         actor: str = "user",
     ) -> None:
-        """Record an audit event (R60) in this unit of work."""
+        """Record an audit event (R60) in this unit of work.
+
+        A throttled attempt is counted on the event of the same attempts that began
+        within ``collapse`` of now, if there is one (R75): only then is the store asked
+        for it, so other events cost no query more. The host's hook sees every attempt.
+        """
         event = AuditEvent(
             at=self.now,
             action=action,
@@ -66,7 +75,12 @@ class Work:
             reason=reason,
             actor=actor,
         )
-        self.tx.add_audit(event)
+        if (
+            outcome is not Outcome.THROTTLED
+            or self.collapse is None
+            or not self.tx.repeat_audit(event, self.now - self.collapse)
+        ):
+            self.tx.add_audit(event)
         self.events.append(event)
 
 
@@ -110,7 +124,12 @@ class UnitOfWork:
 
     def __enter__(self) -> Work:
         self._transaction = self._context.store.transaction(write=self._write)
-        self._work = Work(self._transaction.__enter__(), self._context.clock.now())
+        context = self._context
+        self._work = Work(
+            self._transaction.__enter__(),
+            context.clock.now(),
+            context.settings.audit_collapse_window,
+        )
         return self._work
 
     def __exit__(

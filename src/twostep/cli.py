@@ -161,8 +161,8 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(
-        f"{count} expired login challenge(s), session(s), pending enrolment(s) "
-        "and forgotten throttle counter(s) removed",
+        f"{count} expired login challenge(s), session(s), pending enrolment(s), "
+        "forgotten throttle counter(s) and audit event(s) past retention removed",
         file=args.out,
     )
     return 0
@@ -247,7 +247,8 @@ def _parser() -> _Parser:
     )
     command(
         "purge",
-        "remove expired challenges, sessions, enrolments and forgotten throttle counters",
+        "remove expired challenges, sessions, enrolments, forgotten throttle counters "
+        "and audit events past retention",
         _cmd_purge,
     )
     return parser

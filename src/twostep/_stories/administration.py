@@ -5,10 +5,20 @@ And the operator's stories: accounts and users created, a sole owner reset out o
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from .. import _validate as check
-from .._audit import AuditAction, AuditEvent, Outcome
+from .._audit import (
+    AuditAction,
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+    Outcome,
+    cursor_at,
+    position_of,
+)
 from .._domain import Account, Role, User, email_key
-from .._errors import UnknownAccount, UnknownUser
+from .._errors import InvalidInput, UnknownAccount, UnknownUser
 from .._policy import Action
 from .._results import AccountOverview, UserOverview
 from .._sessions import authenticate
@@ -16,6 +26,8 @@ from .._unit_of_work import Context, KeepAndRaise
 from ._shared import allow
 
 __all__ = [
+    "audit_page",
+    "audit_query",
     "audit_trail",
     "create_account",
     "create_user",
@@ -124,11 +136,89 @@ def two_factor_overview(context: Context, session: object) -> AccountOverview:
 
 def audit_trail(context: Context, session: object, limit: int) -> list[AuditEvent]:
     """R60: the account's audit events, newest first, for owners and managers."""
-    limit = check.count(limit, "limit")
-    with context.work() as w:
+    return list(audit_page(context, session, limit).events)
+
+
+def audit_page(
+    context: Context,
+    session: object,
+    limit: object,
+    cursor: object = None,
+    *,
+    action: object = None,
+    user_id: object = None,
+    outcome: object = None,
+    since: object = None,
+    until: object = None,
+) -> AuditPage:
+    """R50, R60, R76: a page of the account's events, newest first, for owners and managers.
+
+    One event more than the page is read: whether there is one decides the next cursor,
+    so that the last page has none.
+    """
+    query = audit_query(limit, cursor, action, user_id, outcome, since, until)
+    with context.work() as w:  # a refusal is recorded, so this one may write
         actor = authenticate(w, context.settings, session)
         allow(w, Action.VIEW_AUDIT, actor, audit_as=AuditAction.AUDIT_TRAIL_VIEWED)
-        return w.tx.audit_events(actor.account.id, limit)
+        found = w.tx.audit_page(actor.account.id, query._replace(limit=query.limit + 1))
+    page = found[: query.limit]
+    more = len(found) > query.limit
+    return AuditPage(tuple(e for _, e in page), cursor_at(page[-1][0]) if more else None)
+
+
+def audit_query(
+    limit: object,
+    cursor: object,
+    action: object,
+    user_id: object,
+    outcome: object,
+    since: object,
+    until: object,
+) -> AuditQuery:
+    """The store's query for a page of the trail; :class:`InvalidInput` for a bad value (R61)."""
+    page_size = check.count(limit, "limit")
+    before = None
+    if cursor is not None:
+        before = position_of(cursor) if isinstance(cursor, str) else None
+        if before is None:
+            msg = "cursor must be the next_cursor of a page of the audit trail"
+            raise InvalidInput(msg, reason="invalid_cursor")
+    user = None if user_id is None else check.identifier(user_id, "user_id")
+    start, end = _moment(since, "since"), _moment(until, "until")
+    if start is not None and end is not None and start > end:
+        msg = "since must not be after until"
+        raise InvalidInput(msg, reason="invalid_time_range")
+    return AuditQuery(
+        page_size,
+        before,
+        _member(AuditAction, action, "action"),
+        user,
+        _member(Outcome, outcome, "outcome"),
+        start,
+        end,
+    )
+
+
+def _member(kind: type[AuditAction | Outcome], value: object, what: str) -> str | None:
+    """The value of a member of ``kind``, given as the member or as its string; or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        for member in kind:
+            if member.value == value:
+                return member.value
+    msg = f"{what} must be one of {', '.join(m.value for m in kind)}"
+    raise InvalidInput(msg, reason=f"invalid_{what}")
+
+
+def _moment(value: object, what: str) -> datetime | None:
+    """A time bound: an aware datetime (a naive one names no instant), or ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        msg = f"{what} must be a datetime with a time zone"
+        raise InvalidInput(msg, reason=f"invalid_{what}")
+    return value
 
 
 def _new_id() -> str:

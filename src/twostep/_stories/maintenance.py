@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 from .. import _validate as check
 from .._codes import open_totp_key, seal_totp_key
@@ -22,6 +23,8 @@ def purge_expired(context: Context) -> int:
     no longer block and whose last failure is older than the longest ``forget_after``
     of the three throttles (R6: such a counter would start again from 1 anyway; one
     cutoff for every kind keeps some counters longer than needed, never too short).
+    And audit events older than ``audit_retention``, those of no account (attempts on
+    unknown emails) older than ``anonymous_audit_retention`` (R77).
     """
     s = context.settings
     keep = max(
@@ -30,7 +33,17 @@ def purge_expired(context: Context) -> int:
         s.client_throttle.forget_after,
     )
     with context.work() as w:
-        return w.tx.purge_expired(w.now, throttles_before=w.now - keep)
+        return w.tx.purge_expired(
+            w.now,
+            throttles_before=w.now - keep,
+            audit_before=_before(w.now, s.audit_retention),
+            anonymous_audit_before=_before(w.now, s.anonymous_audit_retention),
+        )
+
+
+def _before(now: datetime, retention: timedelta | None) -> datetime | None:
+    """R77: the time before which events go, or ``None`` to keep them all."""
+    return None if retention is None else now - retention
 
 
 def reseal_secrets(context: Context, batch: int) -> int:
