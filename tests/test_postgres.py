@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -15,9 +15,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import twostep as ts
 from tests import pgserver
-from twostep._audit import AuditEvent, Outcome
+from twostep._audit import AuditEvent, AuditQuery, Outcome
 from twostep._domain import Role, ThrottleKey, ThrottleScope, ThrottleState, User
-from twostep.stores._migrations import MIGRATIONS, SCHEMA_VERSION
+from twostep.stores import _sql
+from twostep.stores._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION
 from twostep.stores.postgres import LOCK_THROTTLES, PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -234,3 +235,61 @@ def test_without_postgresql_the_tests_skip_unless_it_is_required(
         pgserver.base_dsn()
     monkeypatch.setenv(pgserver.DSN_ENV, "host=db.example dbname=twostep")
     assert pgserver.base_dsn() == "host=db.example dbname=twostep"
+
+
+def test_migrating_from_version_2_keeps_every_row(dsn: str) -> None:
+    # Version 3 adds columns in place: every row keeps its values and its audit id (the
+    # position of the trail's pages), and the new columns hold what the rows meant
+    # before them: nothing in flight, one attempt per event.
+    key = ThrottleKey(ThrottleScope.USER, "u1")
+    throttle = ThrottleState(key, 3, NOW + timedelta(seconds=8), NOW)
+    events = [
+        AuditEvent(NOW, "login", Outcome.SUCCESS, "a1", "u1", None, "otp"),
+        AuditEvent(NOW, "login", Outcome.THROTTLED, "a1", "u1", None, "email"),
+        AuditEvent(NOW, "login", Outcome.FAILURE, None, None, None, "invalid_credentials"),
+        AuditEvent(NOW, "logout", Outcome.SUCCESS, "a1", "u1", None),
+    ]
+    audit_before_3 = (  # the columns version 2 has
+        "SELECT id, at, account_id, actor, actor_id, action, target_id, outcome, reason "
+        "FROM audit ORDER BY id"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE twostep_schema_version ("
+            "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, statements in MIGRATIONS[:2]:
+            for statement in POSTGRES.statements(statements):
+                conn.execute(statement.encode())
+            conn.execute("INSERT INTO twostep_schema_version (version) VALUES (%s)", (version,))
+        conn.execute(
+            "INSERT INTO throttles (key, failures, blocked_until, last_failure_at) "
+            "VALUES (%s, %s, %s, %s)",
+            _sql.throttle_row(throttle)[:4],
+        )
+        for event in events:
+            conn.execute(
+                "INSERT INTO audit (at, account_id, actor, actor_id, action, target_id, "
+                "outcome, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                _sql.audit_row(event)[:8],
+            )
+        before = conn.execute(audit_before_3).fetchall()
+
+    with pytest.raises(ts.StoreError, match="twostep migrate"):
+        PostgresStore(dsn, migrate=False)
+    store = PostgresStore(dsn)
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    with store.transaction(write=False) as tx:
+        assert tx.get_throttle(key) == throttle
+        found = tx.audit_page("a1", AuditQuery(10))
+    store.close()
+    assert [e for _, e in found] == [events[3], events[1], events[0]]
+    assert [position for position, _ in found] == [before[3][0], before[1][0], before[0][0]]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(audit_before_3).fetchall() == before
+        assert conn.execute("SELECT DISTINCT repeats FROM audit").fetchall() == [(1,)]
+        assert conn.execute("SELECT in_flight, in_flight_at FROM throttles").fetchall() == [
+            (0, None)
+        ]
+        indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'audit'")
+        assert "audit_throttled" in {row[0] for row in indexes}
