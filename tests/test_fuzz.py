@@ -83,7 +83,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
         "*until",
     ),
     "purge_expired": (),
-    "reseal_secrets": ("*batch",),
+    "reseal_secrets": ("*batch", "*progress"),
 }
 
 MB = 2**20
@@ -254,6 +254,7 @@ FITTING: dict[str, st.SearchStrategy[object]] = {
     "role": st.sampled_from(["owner", "manager", "member", "admin", ts.Role.MEMBER]),
     "limit": st.integers(min_value=-5, max_value=20_000),
     "batch": st.integers(min_value=-5, max_value=20_000),
+    "progress": st.sampled_from([None, lambda *_: None]),
     "client": st.sampled_from(["203.0.113.5", "::1", "client-1"]),
     "name": st.text(min_size=1, max_size=30),
     "cursor": st.one_of(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import twostep as ts
+from twostep._codes import seal_totp_key
+from twostep._domain import TwoFactorState
 from twostep._setup import load_keyring
 from twostep.testing import FAST, ManualClock, Phone
 
@@ -263,3 +266,163 @@ def test_the_cli_checks_the_keys_before_resealing_but_not_before_a_reset(
     # The operator's reset (R42) opens no secret: it works when the key is lost.
     status, out, err = run("--database", str(database), "reset-2fa", "ada@acme.test")
     assert status == 0, err
+
+
+# -- 4. resealing refuses an old key first, and shows its progress --------------------------
+
+JAN = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+MAR = datetime(2026, 3, 2, 17, 0, 1, tzinfo=UTC)
+
+
+def made(when: datetime) -> str:
+    return ts.AESGCMKeyring.new_key_line(created=when)
+
+
+def test_a_new_key_line_carries_its_creation_time_in_its_id() -> None:
+    key_line = made(MAR)
+    key_id = key_line.split(":")[0]
+    assert key_id.startswith("k20260302170001")
+    assert key_id.isalnum()
+    assert ts.AESGCMKeyring.key_created(key_id) == MAR
+    assert made(MAR) != key_line  # a random tail: two keys of one second differ
+    assert ts.AESGCMKeyring.key_created(ts.AESGCMKeyring.new_key_line().split(":")[0])
+    for undated in ("k1", "a1b2c3d4", "k20261302170001abcd", "k2026030217000xabcd", "K" * 19):
+        assert ts.AESGCMKeyring.key_created(undated) is None, undated
+    ts.AESGCMKeyring.from_string(key_line)  # a valid key line
+
+
+def resealing(store: ts.Store, keys: str) -> ts.TwoStep:
+    return service(store, ts.AESGCMKeyring.from_string(keys))
+
+
+def key_ids_in(store: ts.Store) -> set[str]:
+    with store.transaction(write=False) as tx:
+        return set(tx.sealed_key_ids())
+
+
+def test_reseal_refuses_when_the_new_key_is_listed_after_the_old_one(store: ts.Store) -> None:
+    old, new = made(JAN), made(MAR)
+    old_id, new_id = old.split(":")[0], new.split(":")[0]
+    enroll_ada_and_bob(store, ts.AESGCMKeyring.from_string(old))
+    wrong = resealing(store, f"{old},{new}")  # logins still work: every key opens
+    with pytest.raises(ts.ConfigurationError) as error:
+        wrong.reseal_secrets()
+    message = str(error.value)
+    assert f"'{old_id}'" in message
+    assert f"'{new_id}'" in message
+    assert "first" in message
+    assert old.split(":")[1][:8] not in message
+    assert new.split(":")[1][:8] not in message
+    assert key_ids_in(store) == {old_id}  # nothing resealed
+
+    assert resealing(store, f"{new},{old}").reseal_secrets() == 2
+    assert key_ids_in(store) == {new_id}
+
+
+def test_reseal_refuses_an_undated_key_first_when_a_dated_one_follows(store: ts.Store) -> None:
+    # A key made before key ids carried their time, then a new one appended.
+    old, new = line("a1b2c3d4"), made(MAR)
+    enroll_ada_and_bob(store, ts.AESGCMKeyring.from_string(old))
+    with pytest.raises(ts.ConfigurationError, match=r"'a1b2c3d4'.*no creation time"):
+        resealing(store, f"{old},{new}").reseal_secrets()
+    assert key_ids_in(store) == {"a1b2c3d4"}
+    assert resealing(store, f"{new},{old}").reseal_secrets() == 2
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("new", "old"),  # the rotation done right
+        ("newest", "new", "old"),  # two rotations
+        ("new", "undated"),  # an undated key after the current one
+        ("undatedA", "undatedB"),  # nothing to compare: as before
+    ],
+)
+def test_reseal_accepts_the_newest_key_first(store: ts.Store, order: tuple[str, ...]) -> None:
+    lines = {
+        "old": made(JAN),
+        "new": made(MAR),
+        "newest": made(MAR.replace(month=4)),
+        "undated": line("old1", OTHER),
+        "undatedA": line("A"),
+        "undatedB": line("B", OTHER),
+    }
+    enroll_ada_and_bob(store, ts.AESGCMKeyring.from_string(lines[order[-1]]))
+    twostep = resealing(store, ",".join(lines[name] for name in order))
+    assert twostep.reseal_secrets() == 2
+    assert key_ids_in(store) == {lines[order[0]].split(":")[0]}
+
+
+def test_reseal_reports_its_progress_after_each_batch(store: ts.Store) -> None:
+    old = made(JAN)
+    twostep = enroll_ada_and_bob(store, ts.AESGCMKeyring.from_string(old))
+    account = twostep.create_account("Beta")
+    for n in range(5):  # five more users halfway through an enrolment
+        twostep.create_user(account.id, f"u{n}@beta.test", PASSWORD)
+        step = twostep.login(f"u{n}@beta.test", PASSWORD)
+        assert isinstance(step, ts.LoggedIn)
+        twostep.begin_enrollment(step.session)
+    twostep.create_user(account.id, "plain@beta.test", PASSWORD)  # nothing to reseal
+    keys = ts.AESGCMKeyring.from_string(f"{made(MAR)},{old}")
+    seen: list[tuple[int, int]] = []
+    count = service(store, keys).reseal_secrets(
+        batch=3, progress=lambda done, total: seen.append((done, total))
+    )
+    assert count == 7
+    assert len(seen) == 3  # 8 users in batches of 3
+    assert all(total == 7 for _, total in seen)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert seen[-1] == (7, 7)
+    seen.clear()
+    assert service(store, keys).reseal_secrets(progress=lambda *a: seen.append(a)) == 0
+    assert seen == [(0, 0)]
+
+
+@pytest.mark.parametrize("progress", ["print", 3, b"", object()])
+def test_reseal_progress_must_be_callable(store: ts.Store, progress: object) -> None:
+    keys = ts.AESGCMKeyring.from_string(made(MAR))
+    with pytest.raises(ts.InvalidInput):
+        service(store, keys).reseal_secrets(progress=progress)  # type: ignore[arg-type]
+
+
+def test_the_cli_refuses_to_reseal_under_an_older_key_and_shows_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "twostep.db"
+    assert run("--database", str(database), "init")[0] == 0
+    old = made(JAN)
+    Path(f"{database}.key").write_text(old + "\n")  # the installation's key, from January
+    store = ts.SQLiteStore(database)
+    keyring = ts.AESGCMKeyring.from_string(old)
+    twostep = service(store, keyring)
+    account = twostep.create_account("Acme")
+    with store.transaction() as tx:  # 450 enrolled users, written straight to the store
+        for n in range(450):
+            user_id = f"user{n:04d}"
+            sealed = seal_totp_key(keyring, user_id, secrets.token_bytes(20))
+            tx.add_user(
+                ts.User(
+                    id=user_id,
+                    account_id=account.id,
+                    email=f"u{n}@acme.test",
+                    role=ts.Role.MEMBER,
+                    password_hash="$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+                    created_at=JAN,
+                    two_factor=TwoFactorState(secret=sealed, enabled_at=JAN),
+                )
+            )
+    store.close()
+    new = run("rotate-key")[1].strip()  # made now: newer than January's
+
+    monkeypatch.setenv("TWOSTEP_KEYS", f"{old},{new}")  # the new key appended: wrong
+    status, out, err = run("--database", str(database), "rotate-key", "--reseal")
+    assert (status, out) == (1, "")
+    assert "first" in err
+    assert err.count("\n") == 1
+
+    monkeypatch.setenv("TWOSTEP_KEYS", f"{new},{old}")
+    monkeypatch.setattr("twostep.cli.RESEAL_REPORT_EVERY", 1)  # a line per batch of 200
+    status, out, err = run("--database", str(database), "rotate-key", "--reseal")
+    assert status == 0, err
+    assert out == f"450 secret(s) resealed under key {new.split(':')[0]}\n"
+    assert err.splitlines() == ["resealed 200 / 450", "resealed 400 / 450", "resealed 450 / 450"]

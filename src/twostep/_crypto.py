@@ -12,6 +12,7 @@ import binascii
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +27,7 @@ KEYS_ENV = "TWOSTEP_KEYS"
 KEY_FILE_ENV = "TWOSTEP_KEY_FILE"
 _VERSION = "v1"
 _KEY_BYTES = 32  # AES-256
+_DATED_ID_LENGTH = 19  # "k", 14 digits of UTC time, 4 hex digits
 
 
 class Cipher(Protocol):
@@ -119,10 +121,34 @@ class AESGCMKeyring:
         return (self._current, *(key_id for key_id in self._aead if key_id != self._current))
 
     @staticmethod
-    def new_key_line(key_id: str | None = None) -> str:
-        """A new random key written as ``ID:BASE64``."""
-        key_id = key_id or secrets.token_hex(4)
+    def new_key_line(key_id: str | None = None, *, created: datetime | None = None) -> str:
+        """A new random key written as ``ID:BASE64``.
+
+        Without ``key_id``, the id carries the key's creation time (``created``, by
+        default now), so that resealing can refuse an older key listed first:
+        ``k`` + ``YYYYMMDDhhmmss`` (UTC) + 4 random hex digits, e.g. ``k20260302170001a3f9``.
+        """
+        if key_id is None:
+            when = (created or datetime.now(UTC)).astimezone(UTC)
+            key_id = f"k{when:%Y%m%d%H%M%S}{secrets.token_hex(2)}"
         return f"{key_id}:{base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()}"
+
+    @staticmethod
+    def key_created(key_id: str) -> datetime | None:
+        """When the key was made, if its id says so (as :meth:`new_key_line` writes it)."""
+        digits, tail = key_id[1:15], key_id[15:]
+        if not (
+            len(key_id) == _DATED_ID_LENGTH
+            and key_id[0] == "k"
+            and digits.isascii()
+            and digits.isdigit()
+            and all(c in "0123456789abcdef" for c in tail)
+        ):
+            return None
+        try:
+            return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        except ValueError:
+            return None
 
     @classmethod
     def generate(cls) -> AESGCMKeyring:

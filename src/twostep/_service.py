@@ -225,10 +225,15 @@ class TwoStep:
         """
         return maintenance.purge_expired(self._context)
 
-    def reseal_secrets(self, *, batch: int = 200) -> int:
+    def reseal_secrets(
+        self, *, batch: int = 200, progress: maintenance.Progress | None = None
+    ) -> int:
         """Re-encrypt every TOTP secret not under the cipher's current key; returns how many.
 
         Each batch commits on its own, so logins go on meanwhile; old keys must stay
-        configured until this has run.
+        configured until this has run. ``progress(resealed, total)`` is called after
+        each batch. With an ``AESGCMKeyring`` whose first key is older than another of
+        its keys (by the creation time its id carries), raises ``ConfigurationError``
+        and reseals nothing: that order would undo the rotation.
         """
-        return maintenance.reseal_secrets(self._context, batch)
+        return maintenance.reseal_secrets(self._context, batch, progress)

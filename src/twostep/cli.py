@@ -32,6 +32,8 @@ __all__ = ["main"]
 ISSUER_ENV = "TWOSTEP_ISSUER"
 PASSWORD_ENV = "TWOSTEP_PASSWORD"  # noqa: S105 (the name of a variable, not a password)
 DEFAULT_ISSUER = "twostep"
+#: ``rotate-key --reseal`` prints its progress every so many batches (of 200 users).
+RESEAL_REPORT_EVERY = 10
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,8 +148,17 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
     database = database_from(args)
     keyring = load_keyring(database, args.err)
     store = open_store(database)
+    batches = 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal batches
+        batches += 1
+        if batches % RESEAL_REPORT_EVERY == 0:
+            print(f"resealed {done:,} / {total:,}", file=args.err, flush=True)
+
     try:
-        count = _service(args, store, keyring, check_keys=True).reseal_secrets()
+        service = _service(args, store, keyring, check_keys=True)
+        count = service.reseal_secrets(progress=progress)
     finally:
         store.close()
     print(f"{count} secret(s) resealed under key {keyring.current_key_id}", file=args.out)

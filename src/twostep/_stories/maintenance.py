@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -9,10 +10,13 @@ from .. import _validate as check
 from .._codes import open_totp_key, seal_totp_key
 from .._crypto import KEYS_ENV, AESGCMKeyring, Cipher, shown_key_id
 from .._domain import User
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, InvalidInput, StoreError
 from .._unit_of_work import Context
 
 __all__ = ["check_keys", "purge_expired", "reseal_secrets"]
+
+#: ``progress(resealed, total)``: how far ``reseal_secrets`` has gone.
+Progress = Callable[[int, int], None]
 
 
 def purge_expired(context: Context) -> int:
@@ -46,29 +50,81 @@ def _before(now: datetime, retention: timedelta | None) -> datetime | None:
     return None if retention is None else now - retention
 
 
-def reseal_secrets(context: Context, batch: int) -> int:
+def reseal_secrets(context: Context, batch: int, progress: Progress | None = None) -> int:
     """Re-encrypt every TOTP secret not under the cipher's current key; returns how many.
 
-    Each batch commits on its own, so logins go on meanwhile.
+    Each batch commits on its own, so logins go on meanwhile. ``progress(resealed,
+    total)`` is called after each batch, ``total`` being the secrets to reseal as
+    counted at the start. With an :class:`AESGCMKeyring` whose current key is older
+    than another of its keys, nothing is resealed: see :func:`_refuse_an_older_key_first`.
     """
     batch = check.count(batch, "batch")
+    if progress is not None and not callable(progress):
+        msg = "progress must be a function of (resealed, total), or None"
+        raise InvalidInput(msg, reason="invalid_progress")
+    cipher = context.cipher
+    if isinstance(cipher, AESGCMKeyring):
+        _refuse_an_older_key_first(cipher)
+    total = 0
+    if progress is not None:
+        with context.work(write=False) as w:
+            used = w.tx.sealed_key_ids()
+        total = sum(use.secrets for use in used.values() if not cipher.is_current(use.sealed))
     count = 0
     after = ""
     while True:
         with context.work() as w:
             page = w.tx.users_page(after, batch)
             for user in page:
-                resealed = _resealed(context.cipher, user)
-                if resealed is not None:
+                resealed, secrets = _resealed(cipher, user)
+                if secrets:
                     w.tx.put_user(resealed)
-                    count += 1
+                    count += secrets
+        if progress is not None:
+            progress(count, total)
         if len(page) < batch:
             return count
         after = page[-1].id
 
 
-def _resealed(cipher: Cipher, user: User) -> User | None:
-    """The user with both secrets under the current key, or ``None`` if they already are."""
+def _refuse_an_older_key_first(keyring: AESGCMKeyring) -> None:
+    """Refuse to reseal when the current key is older than another key of the keyring.
+
+    The operator's likely mistake is to append the new key instead of putting it first:
+    resealing would then move every secret under the old key, which they are about to
+    remove. Key ids made by ``twostep rotate-key`` (and ``init``) carry their creation
+    time, so the current key must be the newest of the keys that carry one; a current
+    key that carries none (made before, or by hand) may only be first when none does.
+    """
+    current = keyring.current_key_id
+    made = AESGCMKeyring.key_created(current)
+    newer = [
+        (when, key_id)
+        for key_id in keyring.key_ids[1:]
+        if (when := AESGCMKeyring.key_created(key_id)) is not None and (made is None or when > made)
+    ]
+    if not newer:
+        return
+    when, newest = max(newer)
+    first = f"the current (first) key {_shown(current)}"
+    if made is None:
+        first += " carries no creation time"
+    else:
+        first += f" (made {made:%Y-%m-%d %H:%M:%S} UTC) is older than a key listed after it"
+    msg = (
+        f"refusing to reseal: {first}: {_shown(newest)}, made {when:%Y-%m-%d %H:%M:%S} UTC; "
+        "resealing would put every secret under the older key. Put the newest key first "
+        f"in {KEYS_ENV} (or the key file), restart the application, then reseal"
+    )
+    raise ConfigurationError(msg)
+
+
+def _shown(key_id: str) -> str:
+    return shown_key_id(key_id) or "(an id too long to show)"
+
+
+def _resealed(cipher: Cipher, user: User) -> tuple[User, int]:
+    """The user with both secrets under the current key, and how many were resealed."""
 
     def reseal(sealed: str | None) -> str | None:
         if sealed is None or cipher.is_current(sealed):
@@ -77,9 +133,10 @@ def _resealed(cipher: Cipher, user: User) -> User | None:
 
     state = user.two_factor
     secret, pending = reseal(state.secret), reseal(state.pending_secret)
-    if (secret, pending) == (state.secret, state.pending_secret):
-        return None
-    return replace(user, two_factor=replace(state, secret=secret, pending_secret=pending))
+    count = (secret != state.secret) + (pending != state.pending_secret)
+    if not count:
+        return user, 0
+    return replace(user, two_factor=replace(state, secret=secret, pending_secret=pending)), count
 
 
 def check_keys(context: Context) -> None:
@@ -100,10 +157,10 @@ def check_keys(context: Context) -> None:
     if missing:
         count = sum(used[key_id].secrets for key_id in missing)
         msg = (
-            f"the keys lack {_key_ids(missing)}, which seal {count} stored TOTP "
+            f"the keys lack {_key_ids(missing)}, which seal {count:,} stored TOTP "
             "secret(s): add the old key(s) back, after the current one, to "
             f"{KEYS_ENV} or the key file, or no user they seal can log in until an "
-            "owner or the operator resets them (check_keys=False starts anyway)"
+            "owner or the operator resets them (TwoStep(check_keys=False) starts anyway)"
         )
         raise ConfigurationError(msg)
     for key_id, use in sorted(used.items()):
@@ -111,9 +168,9 @@ def check_keys(context: Context) -> None:
             open_totp_key(cipher, use.user_id, use.sealed)
         except StoreError:
             msg = (
-                f"the key {_key_ids([key_id])} does not open the TOTP secret it sealed for "
+                f"the key {_shown(key_id)} does not open the TOTP secret it sealed for "
                 f"user {use.user_id}: the key with that id is not the one that sealed it "
-                "(or that user's secret is damaged: reset their 2FA; check_keys=False "
+                "(or that user's secret is damaged: reset their 2FA; TwoStep(check_keys=False) "
                 "starts anyway)"
             )
             raise ConfigurationError(msg) from None
