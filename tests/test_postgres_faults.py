@@ -4,14 +4,16 @@ Commits of write transactions are synchronous whatever the server's default; an
 outage fails requests within the store's ``timeout`` with ``reason="unavailable"``,
 and once the server is back the next request goes through, dead pooled connections
 replaced; a schema migrated by a newer twostep is refused before anything is written.
-The outage tests stop and start a throwaway server of their own.
+The outage tests stop and start a throwaway server of their own, one for the module.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
@@ -38,16 +40,41 @@ def dsn() -> Iterator[str]:
     pgserver.drop_schema(schema)
 
 
-@pytest.fixture
-def cluster() -> Iterator[pgserver.Cluster]:
-    """A server of this test's own, which it may stop and start."""
+@pytest.fixture(scope="module")
+def server() -> Iterator[pgserver.Cluster]:
+    """A server of this module's own, which its tests stop and start (and leave running)."""
     pgserver.base_dsn()  # skips, or fails when PostgreSQL is required, without one
     if pgserver._bindir() is None:
         pytest.skip("stopping a server needs the PostgreSQL binaries (initdb, pg_ctl)")
-    server = pgserver.start_cluster()
-    yield server
+    cluster = pgserver.start_cluster()
+    yield cluster
     with suppress(RuntimeError):  # a server left stopped: its directory goes all the same
-        server.stop()
+        cluster.stop()
+
+
+@dataclass
+class Outages:
+    """A schema of its own on the module's server, and the server to stop."""
+
+    dsn: str
+    server: pgserver.Cluster
+
+    def halt(self) -> None:
+        self.server.halt()
+
+    def resume(self) -> None:
+        self.server.resume()
+
+
+@pytest.fixture
+def cluster(server: pgserver.Cluster) -> Iterator[Outages]:
+    """The module's server, running, with a fresh schema; running again afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+    yield Outages(pgserver.with_schema(server.dsn, name), server)
+    with suppress(RuntimeError):  # already running
+        server.resume()
 
 
 def _account(account_id: str = "a1") -> ts.Account:
@@ -108,7 +135,7 @@ def _refused_in_time(store: PostgresStore, timeout: float, *, write: bool) -> No
 
 
 def test_an_outage_fails_requests_within_the_timeout_and_the_next_one_after_it_works(
-    cluster: pgserver.Cluster,
+    cluster: Outages,
 ) -> None:
     store = PostgresStore(cluster.dsn, min_size=2, max_size=4, timeout=1.0)
     with store.transaction() as tx:
@@ -125,7 +152,7 @@ def test_an_outage_fails_requests_within_the_timeout_and_the_next_one_after_it_w
 
 
 def test_a_restart_between_requests_costs_the_next_request_nothing(
-    cluster: pgserver.Cluster,
+    cluster: Outages,
 ) -> None:
     store = PostgresStore(cluster.dsn, min_size=3, max_size=3, timeout=5.0)
     with store.transaction() as tx:
@@ -140,7 +167,7 @@ def test_a_restart_between_requests_costs_the_next_request_nothing(
 
 
 def test_opening_a_store_during_an_outage_fails_within_the_timeout(
-    cluster: pgserver.Cluster,
+    cluster: Outages,
 ) -> None:
     cluster.halt()
     start = time.monotonic()
