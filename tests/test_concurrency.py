@@ -248,22 +248,23 @@ def _report() -> None:
 )
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[tuple[str, str, str]]:
+    """A database and its key: the arenas of both modes race on it, so they share the key."""
+    key_line = ts.AESGCMKeyring.new_key_line()
     if request.param == "sqlite":
-        yield "sqlite", str(tmp_path_factory.mktemp("race") / "race.db")
+        yield "sqlite", str(tmp_path_factory.mktemp("race") / "race.db"), key_line
         return
     from tests import pgserver
 
     dsn, schema = pgserver.new_schema()
-    yield "postgres", dsn
+    yield "postgres", dsn, key_line
     pgserver.drop_schema(schema)
 
 
 @pytest.fixture(scope="module", params=["threads", "processes"])
-def arena(request: pytest.FixtureRequest, database: tuple[str, str]) -> Iterator[Arena]:
-    kind, where = database
+def arena(request: pytest.FixtureRequest, database: tuple[str, str, str]) -> Iterator[Arena]:
+    kind, where, key_line = database
     mode: str = request.param
-    key_line = ts.AESGCMKeyring.new_key_line()
     clock = ManualClock()
     store = open_store(kind, where)
     service = ts.TwoStep(
