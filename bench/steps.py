@@ -90,7 +90,7 @@ def _sql_floor(store: SQLiteStore, account_id: str, user_ids: list[str]) -> Samp
     """
     db = store._connection()
     at = 1_800_000_000_000_000
-    row = (account_id, "user", None, "login", None, "success", "otp")
+    row = (account_id, "user", None, "login", None, "success", "otp", 1)  # 1: repeats
 
     def sample() -> float:
         tokens = [secrets.token_hex(32) for _ in user_ids]

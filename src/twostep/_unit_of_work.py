@@ -24,6 +24,7 @@ from ._store import Store, Transaction
 __all__ = ["Context", "EventHook", "KeepAndRaise", "UnitOfWork", "Work"]
 
 EventHook = Callable[[AuditEvent], None]
+_THROTTLED = Outcome.THROTTLED  # a module global: cheaper to reach than the enum's member
 
 
 class KeepAndRaise(Exception):
@@ -65,20 +66,14 @@ class Work:
         within ``collapse`` of now, if there is one (R75): only then is the store asked
         for it, so other events cost no query more. The host's hook sees every attempt.
         """
-        event = AuditEvent(
-            at=self.now,
-            action=action,
-            outcome=outcome,
-            account_id=account_id,
-            actor_id=actor_id,
-            target_id=target_id,
-            reason=reason,
-            actor=actor,
-        )
+        # Positional, in AuditEvent's field order: a quarter cheaper than by keyword,
+        # and every login pays for one (bench/: otp_step_memory).
+        now = self.now
+        event = AuditEvent(now, action, outcome, account_id, actor_id, target_id, reason, actor)
         if (
-            outcome is not Outcome.THROTTLED
+            outcome is not _THROTTLED
             or self.collapse is None
-            or not self.tx.repeat_audit(event, self.now - self.collapse)
+            or not self.tx.repeat_audit(event, now - self.collapse)
         ):
             self.tx.add_audit(event)
         self.events.append(event)

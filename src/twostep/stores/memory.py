@@ -27,16 +27,17 @@ class _Tx:
     error rolls back, and leaving releases the lock.
     """
 
+    # Undo of what changes audit events already there (appends are undone by cutting
+    # the list back to _audit_len): each count raised (R75), as its index and the
+    # event before; the list as it was before a purge (R77), and how many counts were
+    # raised before it. Made when first needed: most transactions need neither.
+    _audit_repeats: list[tuple[int, _Positioned]] | None = None
+    _audit_saved: tuple[list[_Positioned], int] | None = None
+
     def __init__(self, store: InMemoryStore) -> None:
         self._s = store
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
         self._audit_len = 0
-        # Undo of what changes audit events already there (appends are undone by
-        # cutting the list back to _audit_len): each count raised (R75), as its index
-        # and the event before; the list as it was before a purge (R77), and how many
-        # counts were raised before it.
-        self._audit_repeats: list[tuple[int, _Positioned]] = []
-        self._audit_saved: tuple[list[_Positioned], int] | None = None
 
     def __enter__(self) -> Self:
         self._s._lock.acquire()  # noqa: SLF001 (the store's own transaction)
@@ -69,11 +70,12 @@ class _Tx:
             else:
                 table[key] = old
         audit = self._s.audit
+        repeats = self._audit_repeats or []
         if self._audit_saved is not None:
-            saved, repeats = self._audit_saved
+            saved, before_purge = self._audit_saved
             audit[:] = saved
-            del self._audit_repeats[repeats:]
-        for index, old in reversed(self._audit_repeats):
+            del repeats[before_purge:]
+        for index, old in reversed(repeats):
             audit[index] = old
         del audit[self._audit_len :]
 
@@ -151,11 +153,9 @@ class _Tx:
             self._set(self._s.throttles, key, _MISSING)
 
     def add_audit(self, event: AuditEvent) -> None:
-        s = self._s
-        audit = s.audit
-        # Positions only grow, even past events purged or rolled back.
-        s.audit_position = max(s.audit_position, audit[-1][0] if audit else 0) + 1
-        audit.append((s.audit_position, event))
+        # One more than the newest event's position, as SQLite numbers an account's.
+        audit = self._s.audit
+        audit.append((audit[-1][0] + 1 if audit else 1, event))
 
     def repeat_audit(self, event: AuditEvent, since: datetime) -> bool:
         key = _repeat_key(event)
@@ -167,6 +167,8 @@ class _Tx:
                 and stored.at >= since
                 and _repeat_key(stored) == key
             ):
+                if self._audit_repeats is None:
+                    self._audit_repeats = []
                 self._audit_repeats.append((index, audit[index]))
                 audit[index] = (position, replace(stored, repeats=stored.repeats + 1))
                 return True
@@ -202,7 +204,7 @@ class _Tx:
         gone = len(audit) - len(kept)
         if gone:
             if self._audit_saved is None:
-                self._audit_saved = (list(audit), len(self._audit_repeats))
+                self._audit_saved = (list(audit), len(self._audit_repeats or ()))
             audit[:] = kept
         return gone
 
@@ -271,8 +273,6 @@ class InMemoryStore:
         self.throttles: dict[ThrottleKey, ThrottleState] = {}
         #: Every audit event with its position (R76), oldest first.
         self.audit: list[tuple[int, AuditEvent]] = []
-        #: The position of the newest event ever added.
-        self.audit_position = 0
 
     def __repr__(self) -> str:
         return f"InMemoryStore(accounts={len(self.accounts)}, users={len(self.users)})"
