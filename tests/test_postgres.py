@@ -15,7 +15,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import twostep as ts
 from tests import pgserver
-from twostep._audit import AuditEvent, AuditQuery, Outcome
+from twostep._audit import AuditEvent, Outcome
+from twostep._audit_pages import AuditQuery
 from twostep._domain import Role, ThrottleKey, ThrottleScope, ThrottleState, User
 from twostep.stores import _sql
 from twostep.stores._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION

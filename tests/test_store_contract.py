@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import twostep as ts
-from twostep._audit import AuditQuery
+from twostep._audit_pages import AuditQuery
 from twostep._domain import (
     BackupCodeSet,
     ChallengeKind,

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from ._audit import AuditAction, AuditEvent, AuditPage, AuditQuery, Outcome
+from ._audit import AuditAction, AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import Account, Role, ThrottleKey, ThrottleScope, ThrottleState, User
@@ -39,6 +39,7 @@ from ._settings import Argon2Params, Settings, ThrottleSettings
 from ._store import SealedKeyUse, Store, Transaction
 
 if TYPE_CHECKING:
+    from ._audit_pages import AuditPage, AuditQuery
     from .stores.memory import InMemoryStore
     from .stores.sqlite import SQLiteStore
 
@@ -111,5 +112,9 @@ def __getattr__(name: str) -> object:
         from .stores.memory import InMemoryStore
 
         return InMemoryStore
+    if name in {"AuditPage", "AuditQuery"}:  # likewise the audit trail's pages (R76)
+        from . import _audit_pages
+
+        return getattr(_audit_pages, name)
     msg = f"module 'twostep' has no attribute {name!r}"
     raise AttributeError(msg)

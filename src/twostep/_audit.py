@@ -5,9 +5,8 @@ the same action as the success it was refused: a wrong code given to turn 2FA of
 ``two_factor_disabled`` event with outcome ``failure``, a member asking to require 2FA is
 a ``two_factor_required`` event with outcome ``denied``. Nothing secret goes in an event.
 
-Throttled attempts that repeat are one event with a count (R75), and the trail is read
-page by page through an opaque cursor, with filters (R76): :class:`AuditQuery` is what
-a store is asked, :class:`AuditPage` what a reader gets.
+Throttled attempts that repeat are one event with a count (R75). Reading the trail page
+by page is in ``_audit_pages`` (R76).
 """
 
 from __future__ import annotations
@@ -15,17 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
 
-__all__ = [
-    "AuditAction",
-    "AuditEvent",
-    "AuditPage",
-    "AuditQuery",
-    "Outcome",
-    "cursor_at",
-    "position_of",
-]
+__all__ = ["AuditAction", "AuditEvent", "Outcome"]
 
 
 class AuditAction(enum.StrEnum):
@@ -81,59 +71,3 @@ class AuditEvent:
     reason: str | None = None
     actor: str = "user"  # "user", "operator" or "anonymous"
     repeats: int = 1
-
-
-class AuditQuery(NamedTuple):
-    """Which of an account's events a store returns (R76), newest first.
-
-    At most ``limit`` events at positions below ``before`` (all when ``None``), and
-    only those that match every filter given: ``action``, ``user_id`` (the actor or the
-    target), ``outcome``, and ``since <= at < until``. A position is where the store
-    keeps the event (its per-account or global audit id): it grows with each event
-    an account gets, and never changes.
-
-    (A named tuple rather than a dataclass: ``import twostep`` is measured, bench/.)
-    """
-
-    limit: int
-    before: int | None = None
-    action: str | None = None
-    user_id: str | None = None
-    outcome: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-class AuditPage(NamedTuple):
-    """A page of the audit trail, newest first (R76).
-
-    ``next_cursor`` gives the next, older page to ``TwoStep.audit_page``; ``None``
-    when this page is the last.
-    """
-
-    events: tuple[AuditEvent, ...]
-    next_cursor: str | None
-
-
-# A cursor is opaque to hosts: a version tag, then the position of the last event given.
-_CURSOR_TAG = "a1."
-_MAX_POSITION = 2**63 - 1  # the widest audit id a SQL store has (BIGINT)
-
-
-def cursor_at(position: int) -> str:
-    """The cursor of the page that follows the event at ``position``."""
-    return f"{_CURSOR_TAG}{position}"
-
-
-def position_of(cursor: str) -> int | None:
-    """The position a cursor names, or ``None`` if it is not one this version made."""
-    digits = cursor.removeprefix(_CURSOR_TAG)
-    if (
-        digits == cursor
-        or not 1 <= len(digits) <= len(str(_MAX_POSITION))
-        or not digits.isascii()
-        or not digits.isdigit()
-    ):
-        return None
-    position = int(digits)
-    return position if 1 <= position <= _MAX_POSITION else None

@@ -7,9 +7,10 @@ its story in :mod:`twostep._stories`; it holds no rule of its own.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import _validate as check
-from ._audit import AuditAction, AuditEvent, AuditPage, Outcome
+from ._audit import AuditAction, AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import Account, Role, User
@@ -30,6 +31,9 @@ from ._settings import Settings
 from ._store import Store
 from ._stories import administration, login, maintenance, own_two_factor
 from ._unit_of_work import Context, EventHook
+
+if TYPE_CHECKING:
+    from ._audit_pages import AuditPage
 
 __all__ = ["TwoStep"]
 

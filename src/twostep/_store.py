@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from ._audit import AuditEvent, AuditQuery
+from ._audit import AuditEvent
 from ._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
+
+if TYPE_CHECKING:
+    from ._audit_pages import AuditQuery  # loaded on first use: see its module
 
 __all__ = ["SealedKeyUse", "Store", "Transaction", "sealed_key_id"]
 

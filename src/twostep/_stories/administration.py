@@ -6,17 +6,10 @@ And the operator's stories: accounts and users created, a sole owner reset out o
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .. import _validate as check
-from .._audit import (
-    AuditAction,
-    AuditEvent,
-    AuditPage,
-    AuditQuery,
-    Outcome,
-    cursor_at,
-    position_of,
-)
+from .._audit import AuditAction, AuditEvent, Outcome
 from .._domain import Account, Role, User, email_key
 from .._errors import InvalidInput, UnknownAccount, UnknownUser
 from .._policy import Action
@@ -24,6 +17,9 @@ from .._results import AccountOverview, UserOverview
 from .._sessions import authenticate
 from .._unit_of_work import Context, KeepAndRaise
 from ._shared import allow
+
+if TYPE_CHECKING:
+    from .._audit_pages import AuditPage, AuditQuery
 
 __all__ = [
     "audit_page",
@@ -156,6 +152,8 @@ def audit_page(
     One event more than the page is read: whether there is one decides the next cursor,
     so that the last page has none.
     """
+    from .._audit_pages import AuditPage, cursor_at  # only here: see _audit_pages
+
     query = audit_query(limit, cursor, action, user_id, outcome, since, until)
     with context.work() as w:  # a refusal is recorded, so this one may write
         actor = authenticate(w, context.settings, session)
@@ -176,6 +174,8 @@ def audit_query(
     until: object,
 ) -> AuditQuery:
     """The store's query for a page of the trail; :class:`InvalidInput` for a bad value (R61)."""
+    from .._audit_pages import AuditQuery, position_of  # only here: see _audit_pages
+
     page_size = check.count(limit, "limit")
     before = None
     if cursor is not None:

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._audit import AuditEvent, AuditQuery, Outcome
+from .._audit import AuditEvent, Outcome
+from .._audit_pages import AuditQuery
 from .._domain import (
     Account,
     BackupCodeSet,

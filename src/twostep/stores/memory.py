@@ -8,7 +8,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from .._audit import AuditEvent, AuditQuery, Outcome
+from .._audit import AuditEvent, Outcome
+from .._audit_pages import AuditQuery
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken
 from .._store import SealedKeyUse, sealed_key_id

@@ -28,7 +28,8 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._audit import AuditEvent, AuditQuery
+from .._audit import AuditEvent
+from .._audit_pages import AuditQuery
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from .._store import SealedKeyUse

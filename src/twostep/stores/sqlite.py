@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .._audit import AuditEvent, AuditQuery
+from .._audit import AuditEvent
+from .._audit_pages import AuditQuery
 from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
 from .._errors import EmailTaken, StoreError
 from .._store import SealedKeyUse
