@@ -6,7 +6,7 @@ off, starting a reset, new backup codes) goes through it, in this order:
 1. a malformed code is refused before any I/O;
 2. inside a write transaction, the caller loads who presents the code (a session or a
    login challenge) and the policy is asked;
-3. a dead challenge, a missing enrolment or a blocked throttle key refuses the attempt,
+3. a dead challenge, a blocked throttle key or a missing enrolment refuses the attempt,
    with an audit event, and nothing slow has been done: no Argon2, no new backup codes;
 4. the attempt counts against the user's throttle (and the client's, and the challenge's)
    *before* the code is checked;
@@ -131,7 +131,7 @@ def present_code(
 
 
 def _admit(w: Work, attempt: CodeAttempt, settings: Settings, *, count: bool) -> None:
-    """Refuse a dead challenge, a missing enrolment or a throttled user; else count."""
+    """Refuse a dead challenge, a throttled user or a missing enrolment; else count."""
     try:
         if attempt.challenge is not None:
             challenge = attempt.challenge
@@ -141,13 +141,15 @@ def _admit(w: Work, attempt: CodeAttempt, settings: Settings, *, count: bool) ->
                 else settings.challenge_ttl
             )
             challenge.check_usable(w.now, settings.challenge_max_attempts, lifetime)
-        if attempt.against is Against.PENDING:
-            attempt.user.pending_secret(w.now, settings.enrollment_ttl)
-        throttled = admit(w, attempt.counters) if count else blocked(w, attempt.counters)
+        throttled = blocked(w, attempt.counters)
         if throttled is not None:
             raise throttled
+        if attempt.against is Against.PENDING:
+            attempt.user.pending_secret(w.now, settings.enrollment_ttl)
     except TwoStepError as refusal:
         _refuse(w, attempt, refusal)
+    if count:
+        admit(w, attempt.counters)
     if count and attempt.challenge is not None:
         # Counted on the challenge in advance: parallel codes cannot pass its limit.
         w.tx.put_challenge(attempt.challenge.with_failure())

@@ -88,15 +88,14 @@ def blocked(w: Work, counters: tuple[Counter, ...]) -> Throttled | None:
     return None
 
 
-def admit(w: Work, counters: tuple[Counter, ...]) -> Throttled | None:
-    """Refuse the attempt, or count it in flight on every key until :func:`settle`."""
-    refusal = blocked(w, counters)
-    if refusal is not None:
-        return refusal
+def admit(w: Work, counters: tuple[Counter, ...]) -> None:
+    """Count an attempt that :func:`blocked` let through as in flight on every key.
+
+    Call it in the transaction of that check; :func:`settle` ends the flight.
+    """
     for counter in counters:
         state = w.tx.get_throttle(counter.key) or ThrottleState.clean(counter.key, w.now)
         w.tx.put_throttle(state.admitted(w.now, counter.conf))
-    return None
 
 
 def settle(w: Work, counters: tuple[Counter, ...], *, ok: bool, admitted: bool) -> None:

@@ -21,7 +21,14 @@ from .._sessions import (
     token_hash,
 )
 from .._settings import Settings
-from .._throttling import Counter, admit, code_counters, password_counters, settle
+from .._throttling import (
+    Counter,
+    admit,
+    blocked,
+    code_counters,
+    password_counters,
+    settle,
+)
 from .._unit_of_work import Context, KeepAndRaise, Work
 from ._shared import new_enrollment
 
@@ -49,10 +56,11 @@ def login(context: Context, email: object, password: object, client: object) -> 
     with context.work() as w:
         user = w.tx.find_user_by_email(key)
         counters = password_counters(w, context.settings, key, client_key)
-        throttled = admit(w, counters)
+        throttled = blocked(w, counters)
         if throttled is not None:
             _audit_failure(w, user, Outcome.THROTTLED, reason=throttled.scope)
             raise KeepAndRaise(throttled)
+        admit(w, counters)
 
     # The slow hash, outside any lock; an unknown email pays for a dummy one.
     ok = context.passwords.verify(user.password_hash if user else None, given)
