@@ -11,10 +11,10 @@ refusal                                    what may change
 =========================================  ===============================================
 ``InvalidInput``, ``InvalidCode``          nothing at all (not even the audit trail): a
 (``"malformed"``), ``SessionInvalid``,     bad argument is refused before any lookup
-``UnknownUser``, ``UnknownAccount``,
-``EmailTaken``
+``UnknownAccount``, ``EmailTaken``
 ``NotAllowed``, ``Throttled``,             the audit trail, appended to (R60): a dead or
-``ChallengeExpired``                       unknown login challenge is a failed attempt
+``ChallengeExpired``, ``UnknownUser``      unknown login challenge is a failed attempt,
+                                           an owner's reset of an unknown user too (R73)
 ``InvalidCredentials``                     the audit trail, and the failure counts of the
                                            email and client keys, which only grow (R6)
 ``InvalidCode`` (``"wrong"`` or            the audit trail, the failure counts of the user
@@ -432,7 +432,6 @@ def resolve(value: object, refs: dict[str, Any]) -> object:
 NOTHING_CHANGES = (
     ts.InvalidInput,
     ts.SessionInvalid,
-    ts.UnknownUser,
     ts.UnknownAccount,
     ts.EmailTaken,
 )
@@ -446,7 +445,7 @@ def may_change(error: ts.TwoStepError) -> set[str]:
         return {"audit", "throttles", "challenges"}
     if isinstance(error, ts.InvalidCredentials):
         return {"audit", "throttles"}
-    if isinstance(error, ts.NotAllowed | ts.Throttled | ts.ChallengeExpired):
+    if isinstance(error, ts.NotAllowed | ts.Throttled | ts.ChallengeExpired | ts.UnknownUser):
         return {"audit"}
     assert isinstance(error, NOTHING_CHANGES), f"no rule for {type(error).__name__}"
     return set()
