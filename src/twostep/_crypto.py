@@ -13,7 +13,6 @@ import os
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ._errors import ConfigurationError, StoreError
@@ -181,16 +180,17 @@ class AESGCMKeyring:
         return cls(keys, next(iter(keys)))
 
     @classmethod
-    def from_file(cls, path: str | Path, *, source: str | None = None) -> AESGCMKeyring:
+    def from_file(cls, path: str | os.PathLike[str], *, source: str | None = None) -> AESGCMKeyring:
         """Keys from a UTF-8 file of key lines, such as the one ``twostep init`` writes.
 
         A file that is missing, unreadable, not UTF-8 or malformed raises
         :class:`ConfigurationError` naming ``source`` (by default, the file).
         """
-        path = Path(path)
-        source = source if source is not None else f"the key file {path}"
+        # open(), not pathlib: importing pathlib would add ~4 ms to `import twostep`.
+        source = source if source is not None else f"the key file {os.fspath(path)}"
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as file:  # noqa: PTH123 (see above)
+                data = file.read()
         except OSError as error:
             msg = f"{source}: cannot read the key file: {error.strerror or type(error).__name__}"
             raise ConfigurationError(msg) from None
