@@ -149,7 +149,14 @@ class User:
         return self.backup_codes.remaining if self.backup_codes is not None else 0
 
     def with_password_hash(self, password_hash: str) -> User:
+        """The same password, hashed anew (rehash on login): sessions go on."""
         return replace(self, password_hash=password_hash)
+
+    def with_new_password(self, password_hash: str) -> User:
+        """R85/R86: a new password ends every session of the user; 2FA is untouched."""
+        return replace(
+            self, password_hash=password_hash, session_generation=self.session_generation + 1
+        )
 
     def begin_enrollment(self, sealed_secret: str, expires_at: datetime) -> User:
         """R10/R11: park a new secret; the confirmed state is untouched until confirmed."""
@@ -237,6 +244,7 @@ def email_key(email: str) -> str:
 class ChallengeKind(enum.StrEnum):
     CODE = "code"  # R1: the user has 2FA and must give a code
     ENROLLMENT = "enrollment"  # R3: the user must set 2FA up inside the login
+    PASSWORD_RESET = "password_reset"  # noqa: S105 (a name) R86: a forgotten password
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +326,8 @@ class ThrottleScope(enum.StrEnum):
     # Wrong passwords for one email from clients that were clean, let through while the
     # email was blocked (R72).
     CLEAN_CLIENTS = "clean_clients"
+    # Password resets asked for one email, known or not (R86).
+    PASSWORD_RESET = "password_reset"  # noqa: S105 (a name, not a password)
 
 
 class ThrottleKey(NamedTuple):

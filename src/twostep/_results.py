@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from ._domain import Role
 from ._provisioning import Enrollment
@@ -20,6 +21,7 @@ __all__ = [
     "EnrollmentRequired",
     "LoggedIn",
     "LoginStep",
+    "PasswordReset",
     "Session",
     "TwoFactorStatus",
     "UserOverview",
@@ -61,6 +63,21 @@ class BackupCodes:
         lines = [title, "", "Each code works once. Keep them somewhere safe.", ""]
         lines += self.codes
         return "\n".join(lines) + "\n"
+
+
+class PasswordReset(NamedTuple):
+    """R86: a password reset token for the host to deliver to the email it was asked for.
+
+    The same answer comes for an unknown email (its token opens nothing), so that the
+    answer says nothing about who has an account. (A named tuple: ``import twostep`` is
+    measured.)
+    """
+
+    token: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"PasswordReset(token=<hidden>, expires_at={self.expires_at!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,13 @@ from ._results import (
     EnrollmentRequired,
     LoggedIn,
     LoginStep,
+    PasswordReset,
     Session,
     TwoFactorStatus,
 )
 from ._settings import Settings
 from ._store import Store
-from ._stories import administration, login, maintenance, own_two_factor
+from ._stories import administration, credentials, login, maintenance, own_two_factor
 from ._unit_of_work import Context, EventHook
 
 if TYPE_CHECKING:
@@ -136,6 +137,26 @@ class TwoStep:
     def logout(self, session: SessionRef) -> None:
         """End one session. Logging out an unknown or ended session does nothing."""
         login.logout(self._context, session)
+
+    # -- one's own password (R85-R87) ------------------------------------------------
+
+    def change_password(
+        self, session: SessionRef, current: str, new: str, *, code: str | None = None
+    ) -> Session:
+        """R85: a new password, with the current one and, with 2FA, a code.
+
+        Every session of the user ends, the one given included; the one returned
+        replaces it.
+        """
+        return credentials.change_password(self._context, session, current, new, code)
+
+    def begin_password_reset(self, email: str, *, client: str | None = None) -> PasswordReset:
+        """R86: a token for the host to deliver to ``email``; the same answer for anyone."""
+        return credentials.begin_password_reset(self._context, email, client)
+
+    def complete_password_reset(self, token: str, new_password: str) -> None:
+        """R86: set the password with a reset token; every session ends, nobody logs in."""
+        credentials.complete_password_reset(self._context, token, new_password)
 
     # -- one's own 2FA (R5, R10, R11, R30-R32, R40) -----------------------------------
 

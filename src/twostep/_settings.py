@@ -110,6 +110,12 @@ class Settings:
     clean_client_throttle: ThrottleSettings = field(
         default_factory=lambda: ThrottleSettings(free_failures=3)
     )
+    #: Life of a password reset token (R86).
+    password_reset_ttl: timedelta = timedelta(minutes=30)
+    #: Password resets asked for per email, known or not (R86): each one counts.
+    password_reset_throttle: ThrottleSettings = field(
+        default_factory=lambda: ThrottleSettings(free_failures=3)
+    )
 
     def __post_init__(self) -> None:
         if not _MIN_DIGITS <= self.totp_digits <= _MAX_DIGITS:

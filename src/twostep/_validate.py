@@ -96,3 +96,21 @@ def count(value: object, what: str) -> int:
         msg = f"{what} must be an int from 1 to {MAX_COUNT}"
         raise InvalidInput(msg, reason=f"invalid_{what}")
     return value
+
+
+def login_email(value: object) -> str:
+    """An email as typed at a login or a reset: any text an email could be, kept as is.
+
+    Looser than :func:`email` (an address that was never valid simply matches no user),
+    but never empty, huge, or with a NUL byte or another control character (R73).
+    """
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_EMAIL
+        or not utf8(value)
+        or not value.isprintable()
+    ):
+        msg = "email must be a non-empty string of printable characters"
+        raise InvalidInput(msg, reason="invalid_email")
+    return value

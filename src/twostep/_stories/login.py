@@ -10,7 +10,7 @@ from .. import _validate as check
 from .._audit import AuditAction, Outcome
 from .._code_check import Against, CodeAttempt, Passed, present_code
 from .._domain import Account, ChallengeKind, LoginChallenge, User, email_key
-from .._errors import ChallengeExpired, InvalidCredentials, InvalidInput
+from .._errors import ChallengeExpired, InvalidCredentials
 from .._results import CodeRequired, EnrollmentRequired, LoggedIn, LoginStep, Session
 from .._sessions import (
     authenticate,
@@ -37,18 +37,9 @@ __all__ = ["check_session", "complete_login", "login", "logout"]
 
 def login(context: Context, email: object, password: object, client: object) -> LoginStep:
     """Step 1: email and password; what comes next depends on the user (R1-R3, R6)."""
-    if (
-        not isinstance(email, str)
-        or not email.strip()
-        or len(email) > check.MAX_EMAIL
-        or not check.utf8(email)
-        or not email.isprintable()  # R73: a NUL byte or a control character is no email
-    ):
-        msg = "email must be a non-empty string of printable characters"
-        raise InvalidInput(msg, reason="invalid_email")
+    key = email_key(check.login_email(email))
     given = check.password(password, context.settings, new=False)
     client_key = check.client(client)
-    key = email_key(email)
 
     # Admitted in a commit of its own before the password is checked (R71): in flight
     # on the email's and the client's counters, so that parallel guesses cannot slip
@@ -153,7 +144,8 @@ class _LoadChallenge:
 
     def __call__(self, w: Work) -> CodeAttempt:
         record = w.tx.get_challenge(self._hash)
-        if record is None:
+        # A password reset token is no login challenge (R86).
+        if record is None or record.kind is ChallengeKind.PASSWORD_RESET:
             _audit_failure(w, None, Outcome.FAILURE, reason="unknown")
             raise KeepAndRaise(
                 ChallengeExpired("unknown or used login challenge", reason="unknown")

@@ -1,0 +1,170 @@
+"""One's own password (R85-R87): change it, and reset a forgotten one."""
+
+from __future__ import annotations
+
+import pytest
+
+import twostep as ts
+from twostep.testing import FAST
+
+from .conftest import PASSWORD, World
+
+NEW = "a brand new passphrase"
+
+
+def trail(world: World) -> list[ts.AuditEvent]:
+    return world.service.audit_trail(world.login(world.owner), limit=1000)
+
+
+# -- R85: changing one's password ------------------------------------------------------
+
+
+def test_r85_a_user_changes_their_password_and_every_other_session_ends(world: World) -> None:
+    first = world.login(world.member)
+    second = world.login(world.member)
+    replaced = world.service.change_password(first, PASSWORD, NEW)
+    assert replaced.user_id == world.member.id
+    assert world.service.check_session(replaced).user_id == world.member.id
+    for old in (first, second):
+        with pytest.raises(ts.SessionInvalid):
+            world.service.check_session(old)
+    with pytest.raises(ts.InvalidCredentials):
+        world.service.login(world.member.email, PASSWORD)
+    assert isinstance(world.service.login(world.member.email, NEW), ts.LoggedIn)
+    changed = [e for e in trail(world) if e.action == "password_changed"]
+    assert [(e.outcome, e.actor_id, e.reason) for e in changed] == [
+        (ts.Outcome.SUCCESS, world.member.id, "other_sessions_ended")
+    ]
+
+
+def test_r85_a_wrong_current_password_changes_nothing_and_counts(world: World) -> None:
+    session = world.login(world.member)
+    conf = FAST.password_throttle
+    for _ in range(conf.free_failures + 1):
+        with pytest.raises(ts.InvalidCredentials):
+            world.service.change_password(session, "not the password", NEW)
+    with pytest.raises(ts.Throttled):
+        world.service.change_password(session, PASSWORD, NEW)
+    assert world.service.check_session(session).user_id == world.member.id
+    world.clock.advance(conf.delay(conf.free_failures + 1).total_seconds())
+    assert isinstance(world.service.login(world.member.email, PASSWORD), ts.LoggedIn)
+    outcomes = [e.outcome for e in trail(world) if e.action == "password_changed"]
+    assert outcomes.count(ts.Outcome.FAILURE) == conf.free_failures + 1
+    assert outcomes.count(ts.Outcome.THROTTLED) == 1
+
+
+def test_r85_with_2fa_a_change_needs_a_code_too(world: World) -> None:
+    session = world.login(world.member)
+    phone = world.enroll(session)
+    world.clock.advance(30)
+    with pytest.raises(ts.InvalidInput) as missing:
+        world.service.change_password(session, PASSWORD, NEW)
+    assert missing.value.reason == "code_required"
+    wrong = next(c for c in ("000000", "111111") if c != phone.code())
+    with pytest.raises(ts.InvalidCode):
+        world.service.change_password(session, PASSWORD, NEW, code=wrong)
+    assert world.service.check_session(session).two_factor_enabled  # nothing changed
+    code = phone.code()
+    replaced = world.service.change_password(session, PASSWORD, NEW, code=code)
+    assert world.service.check_session(replaced).two_factor_enabled
+    # The code was used (R4), and 2FA still guards the login.
+    with pytest.raises(ts.InvalidCode) as replayed:
+        world.service.change_password(replaced, NEW, PASSWORD, code=code)
+    assert replayed.value.reason == "replayed"
+    assert isinstance(world.service.login(world.member.email, NEW), ts.CodeRequired)
+
+
+def test_r85_a_backup_code_will_do(world: World) -> None:
+    session = world.login(world.member)
+    world.enroll(session)
+    before = world.service.two_factor_status(session).backup_codes_remaining
+    backup = world.backup_codes[world.member.id][0]
+    replaced = world.service.change_password(session, PASSWORD, NEW, code=backup)
+    assert world.service.two_factor_status(replaced).backup_codes_remaining == before - 1
+    assert isinstance(world.service.login(world.member.email, NEW), ts.CodeRequired)
+
+
+@pytest.mark.parametrize("new", ["short", "", "x" * 5000])
+def test_r85_a_bad_new_password_is_refused_before_anything(world: World, new: str) -> None:
+    session = world.login(world.member)
+    with pytest.raises(ts.InvalidInput):
+        world.service.change_password(session, PASSWORD, new)
+    assert world.service.check_session(session).user_id == world.member.id
+
+
+# -- R86, R87: resetting a forgotten password --------------------------------------------
+
+
+def test_r86_a_reset_sets_the_password_ends_sessions_and_logs_nobody_in(world: World) -> None:
+    session = world.login(world.member)
+    reset = world.service.begin_password_reset(world.member.email)
+    assert "<hidden>" in repr(reset)
+    assert reset.token not in repr(reset)
+    assert reset.expires_at == world.clock.now() + FAST.password_reset_ttl
+    assert world.service.complete_password_reset(reset.token, NEW) is None
+    with pytest.raises(ts.SessionInvalid):
+        world.service.check_session(session)
+    with pytest.raises(ts.InvalidCredentials):
+        world.service.login(world.member.email, PASSWORD)
+    assert isinstance(world.service.login(world.member.email, NEW), ts.LoggedIn)
+    # The token works once.
+    with pytest.raises(ts.ChallengeExpired) as used:
+        world.service.complete_password_reset(reset.token, "yet another passphrase")
+    assert used.value.reason == "unknown"
+    events = [(e.action, e.outcome, e.target_id) for e in trail(world)]
+    assert ("password_reset_started", ts.Outcome.SUCCESS, world.member.id) in events
+    assert ("password_reset", ts.Outcome.SUCCESS, world.member.id) in events
+
+
+def test_r87_a_reset_by_email_alone_never_bypasses_or_resets_2fa(world: World) -> None:
+    phone = world.enroll(world.login(world.member))
+    reset = world.service.begin_password_reset(world.member.email)
+    world.service.complete_password_reset(reset.token, NEW)
+    step = world.service.login(world.member.email, NEW)
+    assert isinstance(step, ts.CodeRequired)  # the code is still asked for
+    world.clock.advance(30)
+    done = world.service.complete_login(step, phone.code())  # the same phone
+    assert done.session.two_factor_enabled
+    # Nor is a reset token a login challenge.
+    reset = world.service.begin_password_reset(world.member.email)
+    with pytest.raises(ts.ChallengeExpired):
+        world.service.complete_login(reset.token, phone.code())
+
+
+def test_r86_an_unknown_email_gets_the_same_answer_and_its_token_opens_nothing(
+    world: World,
+) -> None:
+    known = world.service.begin_password_reset(world.member.email)
+    unknown = world.service.begin_password_reset("nobody@acme.test")
+    assert type(unknown) is type(known)
+    assert len(unknown.token) == len(known.token)
+    assert unknown.expires_at == known.expires_at
+    with pytest.raises(ts.ChallengeExpired):
+        world.service.complete_password_reset(unknown.token, NEW)
+
+
+def test_r86_a_reset_token_expires(world: World) -> None:
+    reset = world.service.begin_password_reset(world.member.email)
+    world.clock.advance(FAST.password_reset_ttl.total_seconds())
+    with pytest.raises(ts.ChallengeExpired) as expired:
+        world.service.complete_password_reset(reset.token, NEW)
+    assert expired.value.reason == "expired"
+    assert isinstance(world.service.login(world.member.email, PASSWORD), ts.LoggedIn)
+
+
+def test_r86_asking_for_resets_is_throttled_per_email(world: World) -> None:
+    conf = FAST.password_reset_throttle
+    for _ in range(conf.free_failures + 1):
+        world.service.begin_password_reset(world.member.email)
+    with pytest.raises(ts.Throttled) as caught:
+        world.service.begin_password_reset(world.member.email.upper())
+    assert caught.value.scope == "password_reset"
+    # Other emails, and logins, are not held back.
+    world.service.begin_password_reset(world.manager.email)
+    assert isinstance(world.service.login(world.member.email, PASSWORD), ts.LoggedIn)
+
+
+@pytest.mark.parametrize("token", [None, "", "x" * 10_000, "é" * 10])
+def test_r86_a_malformed_token_is_refused_before_anything(world: World, token: object) -> None:
+    with pytest.raises(ts.ChallengeExpired):
+        world.service.complete_password_reset(token, NEW)  # type: ignore[arg-type]
