@@ -57,6 +57,8 @@ from .conftest import PASSWORD, store_snapshot
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "create_account": ("name",),
     "create_user": ("account_id", "email", "password", "role"),
+    "import_user": ("account_id", "email", "*role", "*password_hash", "*user_id"),
+    "begin_second_step": ("user_id", "*client"),
     "login": ("email", "password", "*client"),
     "complete_login": ("challenge", "code", "*client"),
     "check_session": ("session",),
@@ -258,6 +260,20 @@ FITTING: dict[str, st.SearchStrategy[object]] = {
     "new_password": st.text(min_size=8, max_size=20),
     "token": TOKEN_LIKE,
     "required": st.booleans(),
+    "password_hash": st.one_of(
+        st.just(None),
+        st.sampled_from(
+            [
+                "pbkdf2_sha256$1000$salt$" + "A" * 43 + "=",
+                "pbkdf2_sha256$0$salt$AAAA",
+                "$2b$04$" + "a" * 53,
+                "bcrypt_sha256$$2b$04$" + "a" * 53,
+                "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$" + "A" * 22,
+                "md5$salt$0123456789abcdef",
+            ]
+        ),
+        st.text(max_size=80),
+    ),
     "role": st.sampled_from(["owner", "manager", "member", "admin", ts.Role.MEMBER]),
     "limit": st.integers(min_value=-5, max_value=20_000),
     "batch": st.integers(min_value=-5, max_value=20_000),

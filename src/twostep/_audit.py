@@ -28,6 +28,10 @@ class AuditAction(enum.StrEnum):
     # "enrolled", or none). Failures of either step, dead challenges and throttled
     # attempts of a login are recorded under it too.
     LOGIN = "login"
+    # The host checked step 1 of a user without a twostep password and asked for the
+    # second step (R93); its refusals (unknown user, a twostep password, throttled)
+    # are recorded under it. What follows is a login's own events.
+    SECOND_STEP_BEGUN = "second_step_begun"
     LOGOUT = "logout"  # a session ended at its user's request
     ENROLLMENT_STARTED = "enrollment_started"  # a new secret is waiting for its first code
     TWO_FACTOR_ENABLED = "two_factor_enabled"  # a first code confirmed an enrolment (R10)

@@ -30,7 +30,7 @@ from ._results import (
 )
 from ._settings import Settings
 from ._store import Store
-from ._stories import administration, credentials, login, maintenance, own_two_factor
+from ._stories import administration, credentials, elsewhere, login, maintenance, own_two_factor
 from ._unit_of_work import Context, EventHook
 
 if TYPE_CHECKING:
@@ -93,6 +93,26 @@ class TwoStep:
         """A new user of an account; emails are unique across the installation."""
         return administration.create_user(self._context, account_id, email, password, role)
 
+    def import_user(
+        self,
+        account_id: str,
+        email: str,
+        *,
+        role: Role | str = Role.MEMBER,
+        password_hash: str | None = None,
+        user_id: str | None = None,
+    ) -> User:
+        """R90-R93: a user who already exists in the host, with its hash or with none.
+
+        ``password_hash`` is the host's hash of the user's password (Django's PBKDF2,
+        bcrypt, Argon2): they log in with the password they have, and the first login
+        replaces it with twostep's Argon2id (R92). ``None`` makes a user with no
+        twostep password, whose host checks step 1 and calls
+        :meth:`begin_second_step` (R93). ``user_id`` is the id to give the user (e.g.
+        the host's own primary key), a new one by default.
+        """
+        return elsewhere.import_user(self._context, account_id, email, role, password_hash, user_id)
+
     # -- logging in (R1-R6) ------------------------------------------------------------
 
     def login(self, email: str, password: str, *, client: str | None = None) -> LoginStep:
@@ -129,6 +149,15 @@ class TwoStep:
             msg = "not a login challenge"
             raise ChallengeExpired(msg, reason="unknown")
         return login.complete_login(self._context, token, code, check.client(client))
+
+    def begin_second_step(self, user_id: str, *, client: str | None = None) -> LoginStep:
+        """R93/R94: the host checked step 1 itself; what comes next, as after :meth:`login`.
+
+        Only for a user imported without a twostep password (``NotAllowed`` otherwise):
+        the account's requirement, enrolment, throttling and sessions are the login's
+        (R1-R3, R6); :meth:`complete_login` takes the challenge it returns.
+        """
+        return elsewhere.begin_second_step(self._context, user_id, client)
 
     def check_session(self, session: SessionRef) -> Session:
         """The session behind a token, if it is still valid (R21, R41); else ``SessionInvalid``."""
