@@ -871,3 +871,89 @@ def test_r77_a_rolled_back_purge_restores_the_audit_trail(contract_store: ts.Sto
         abort_after(contract_store, writes)
     with contract_store.transaction(write=False) as tx:
         assert tx.audit_events("acc1", 10) == [*events[::-1], throttled(0)]
+
+
+# -- the users' life (R82, R83) ------------------------------------------------------------
+
+
+def test_r83_users_in_pages_an_account_by_creation_then_id_with_filters(
+    contract_store: ts.Store,
+) -> None:
+    from twostep._user_pages import UserQuery
+
+    on = TwoFactorState(secret="v1:sealed")
+    seed(
+        contract_store,
+        user("m2", "m2@example.test", created_at=T0 + timedelta(seconds=2)),
+        user("m1", "m1@example.test", created_at=T0 + timedelta(seconds=2), two_factor=on),
+        user("o1", "o1@example.test", role=ts.Role.OWNER, two_factor=on),
+        user("g1", "g1@example.test", role=ts.Role.MANAGER, active=False),
+        user("zz", "zz@example.test", account_id="acc2"),
+        accounts=("acc1", "acc2"),
+    )
+    with contract_store.transaction(write=False) as tx:
+
+        def ids(**query: Any) -> list[str]:
+            return [u.id for u in tx.users_in("acc1", UserQuery(**{"limit": 10, **query}))]
+
+        # Created at T0: g1 and o1 (by id), then at T0 + 2 s: m1 and m2 (by id).
+        assert ids() == ["g1", "o1", "m1", "m2"]
+        assert ids(limit=2) == ["g1", "o1"]
+        assert ids(after=(T0, "o1")) == ["m1", "m2"]
+        assert ids(after=(T0 + timedelta(seconds=2), "m1")) == ["m2"]
+        assert ids(after=(T0 + timedelta(seconds=2), "m2")) == []
+        assert ids(role="owner") == ["o1"]
+        assert ids(role="member", two_factor=False) == ["m2"]
+        assert ids(two_factor=True) == ["o1", "m1"]
+        assert ids(active=False) == ["g1"]
+        assert ids(active=True, two_factor=False) == ["m2"]
+        assert tx.users_in("acc1", UserQuery(10))[1] == user(
+            "o1", "o1@example.test", role=ts.Role.OWNER, two_factor=on
+        )
+        assert [u.id for u in tx.users_in("acc2", UserQuery(10))] == ["zz"]
+        assert tx.users_in("nothing", UserQuery(10)) == []
+
+
+def test_r82_delete_user_removes_the_user_and_their_short_lived_rows(
+    contract_store: ts.Store,
+) -> None:
+    seed(contract_store, user("u1", "A@example.test"), user("u2", "b@example.test"))
+    challenge, session, throttle = put_short_lived(contract_store, USER_U1)
+    other = SessionRecord("t" * 64, "u2", "acc1", T0, T0 + timedelta(hours=1), 0, 0)
+    other_throttle = ThrottleState(ThrottleKey(ThrottleScope.EMAIL, "a@example.test"), 1, None, T0)
+    with contract_store.transaction() as tx:
+        tx.put_session(other)
+        tx.put_throttle(other_throttle)
+        tx.add_audit(ts.AuditEvent(T0, "login", ts.Outcome.SUCCESS, "acc1", "u1", None, "otp"))
+    with contract_store.transaction() as tx:
+        tx.delete_user("u1")
+        tx.delete_user("nobody")  # no error
+    with contract_store.transaction() as tx:
+        assert tx.get_user("u1") is None
+        assert tx.find_user_by_email("a@example.test") is None
+        assert [u.id for u in tx.users_of("acc1")] == ["u2"]
+        assert tx.get_challenge(challenge.token_hash) is None
+        assert tx.get_session(session.token_hash) is None
+        assert tx.get_throttle(throttle.key) is None
+        # Others' rows, the email's counter and the audit trail stay.
+        assert tx.get_session(other.token_hash) == other
+        assert tx.get_throttle(other_throttle.key) == other_throttle
+        assert [e.actor_id for e in tx.audit_events("acc1", 10)] == ["u1"]
+        tx.add_user(user("u3", "a@example.test"))  # the email is free again
+    with contract_store.transaction(write=False) as tx:
+        assert tx.find_user_by_email("a@example.test") == user("u3", "a@example.test")
+
+
+def test_r82_a_rolled_back_deletion_restores_the_user(contract_store: ts.Store) -> None:
+    full = full_user()
+    seed(contract_store, full)
+    challenge, session, throttle = put_short_lived(contract_store, USER_U1)
+    with pytest.raises(Boom):
+        abort_after(contract_store, lambda tx: tx.delete_user("u1"))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_user("u1") == full
+        assert tx.find_user_by_email(full.email_key) == full
+        assert tx.users_of("acc1") == [full]
+        assert tx.get_challenge(challenge.token_hash) == challenge
+        assert tx.get_session(session.token_hash) == session
+        assert tx.get_throttle(throttle.key) == throttle

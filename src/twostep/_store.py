@@ -19,6 +19,7 @@ from ._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, Thrott
 
 if TYPE_CHECKING:
     from ._audit_pages import AuditQuery  # loaded on first use: see its module
+    from ._user_pages import UserQuery  # likewise
 
 __all__ = ["SealedKeyUse", "Store", "Transaction", "sealed_key_id"]
 
@@ -60,6 +61,23 @@ class Transaction(Protocol):
 
     def put_user(self, user: User) -> None:
         """Replace an existing user."""
+        ...
+
+    def users_in(self, account_id: str, query: UserQuery) -> list[User]:
+        """The account's users that ``query`` asks for (R83), oldest first.
+
+        Ordered by ``(created_at, id)``; the filters are applied by the store (in SQL),
+        not over every user of the account. Locks nothing: a listing, or a count that
+        the caller has made safe by locking the account (see ``delete_user``).
+        """
+        ...
+
+    def delete_user(self, user_id: str) -> None:
+        """Remove a user (R82): their row, sessions, login challenges and user throttle.
+
+        Their email becomes free; audit events are kept. A user without a row is no
+        error.
+        """
         ...
 
     def users_page(self, after_id: str, limit: int) -> list[User]:

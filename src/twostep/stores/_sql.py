@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._audit import AuditEvent, Outcome
 from .._audit_pages import AuditQuery
@@ -23,6 +23,9 @@ from .._domain import (
     TwoFactorState,
     User,
 )
+
+if TYPE_CHECKING:
+    from .._user_pages import UserQuery  # which imports this module
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -48,6 +51,7 @@ __all__ = [
     "throttle_of",
     "throttle_row",
     "to_us",
+    "user_filters",
     "user_of",
     "user_row",
 ]
@@ -327,6 +331,29 @@ def audit_filters(query: AuditQuery, mark: str) -> tuple[str, tuple[Any, ...]]:
     if query.until is not None:
         conditions.append(f"at < {mark}")
         args.append(to_us(query.until))
+    return "".join(f" AND {c}" for c in conditions), tuple(args)
+
+
+def user_filters(query: UserQuery, mark: str) -> tuple[str, tuple[Any, ...]]:
+    """The conditions of a page of users beyond its account (R83), and their values.
+
+    Each starts with `` AND ``, to follow ``account_id = ...``. 2FA is on when a
+    confirmed secret is stored (``TwoFactorState.enabled``).
+    """
+    conditions: list[str] = []
+    args: list[Any] = []
+    if query.after is not None:
+        at, user_id = query.after
+        conditions.append(f"(created_at > {mark} OR (created_at = {mark} AND id > {mark}))")
+        args += [to_us(at), to_us(at), user_id]
+    if query.role is not None:
+        conditions.append(f"role = {mark}")
+        args.append(query.role)
+    if query.two_factor is not None:
+        conditions.append(f"totp_secret IS {'NOT ' if query.two_factor else ''}NULL")
+    if query.active is not None:
+        conditions.append(f"active = {mark}")
+        args.append(int(query.active))
     return "".join(f" AND {c}" for c in conditions), tuple(args)
 
 

@@ -10,9 +10,18 @@ from typing import Any, Self
 
 from .._audit import AuditEvent, Outcome
 from .._audit_pages import AuditQuery
-from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
+from .._domain import (
+    Account,
+    LoginChallenge,
+    SessionRecord,
+    ThrottleKey,
+    ThrottleScope,
+    ThrottleState,
+    User,
+)
 from .._errors import EmailTaken
 from .._store import SealedKeyUse, sealed_key_id
+from .._user_pages import UserQuery
 
 __all__ = ["InMemoryStore"]
 
@@ -109,6 +118,38 @@ class _Tx:
 
     def put_user(self, user: User) -> None:
         self._set(self._s.users, user.id, user)
+
+    def users_in(self, account_id: str, query: UserQuery) -> list[User]:
+        users = sorted(
+            (self._s.users[i] for i in self._s.members.get(account_id, set())),
+            key=lambda u: (u.created_at, u.id),
+        )
+        return [
+            u
+            for u in users
+            if (query.after is None or (u.created_at, u.id) > query.after)
+            and (query.role is None or u.role == query.role)
+            and (query.two_factor is None or u.two_factor.enabled == query.two_factor)
+            and (query.active is None or u.active == query.active)
+        ][: query.limit]
+
+    def delete_user(self, user_id: str) -> None:
+        user = self._s.users.get(user_id)
+        if user is None:
+            return
+        if self._s.emails.get(user.email_key) == user_id:
+            self._set(self._s.emails, user.email_key, _MISSING)
+        members = set(self._s.members.get(user.account_id, set()))
+        members.discard(user_id)
+        self._set(self._s.members, user.account_id, members)
+        self._set(self._s.users, user_id, _MISSING)
+        for key, session in list(self._s.sessions.items()):
+            if session.user_id == user_id:
+                self._set(self._s.sessions, key, _MISSING)
+        for key, challenge in list(self._s.challenges.items()):
+            if challenge.user_id == user_id:
+                self._set(self._s.challenges, key, _MISSING)
+        self.delete_throttle(ThrottleKey(ThrottleScope.USER, user_id))
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
         ids = sorted(i for i in self._s.users if i > after_id)[:limit]

@@ -30,9 +30,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._audit import AuditEvent
 from .._audit_pages import AuditQuery
-from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
+from .._domain import (
+    Account,
+    LoginChallenge,
+    SessionRecord,
+    ThrottleKey,
+    ThrottleScope,
+    ThrottleState,
+    User,
+)
 from .._errors import EmailTaken, StoreError
 from .._store import SealedKeyUse
+from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION, ensure_schema, refuse_newer
 from ._sql import (
@@ -140,6 +149,24 @@ class _Tx:
     def put_user(self, user: User) -> None:
         row = _sql.user_row(user)
         self._conn.execute(_UPDATE_USER, (*row[1:], row[0]))
+
+    def users_in(self, account_id: str, query: UserQuery) -> list[User]:
+        # Locks nothing: the stories that count owners lock the account first.
+        filters, args = _sql.user_filters(query, "%s")
+        rows = self._all(
+            f"SELECT {USER_COLUMNS} FROM users WHERE account_id = %s{filters} "
+            "ORDER BY created_at, id LIMIT %s",
+            (account_id, *args, query.limit),
+        )
+        return [_sql.user_of(r) for r in rows]
+
+    def delete_user(self, user_id: str) -> None:
+        # Sessions and challenges have no index on user_id (every login would write its
+        # pages): a deletion, now and then, scans them.
+        self._conn.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
+        self._conn.execute("DELETE FROM challenges WHERE user_id = %s", (user_id,))
+        self.delete_throttle(ThrottleKey(ThrottleScope.USER, user_id))
+        self._conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
         # Locked: a batch job (re-sealing secrets) writes these users back.

@@ -20,9 +20,18 @@ from typing import Any
 
 from .._audit import AuditEvent
 from .._audit_pages import AuditQuery
-from .._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
+from .._domain import (
+    Account,
+    LoginChallenge,
+    SessionRecord,
+    ThrottleKey,
+    ThrottleScope,
+    ThrottleState,
+    User,
+)
 from .._errors import EmailTaken, StoreError
 from .._store import SealedKeyUse
+from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, SCHEMA_VERSION, SQLITE, ensure_schema
 from ._sealed import sqlite_sealed_key_ids
@@ -157,6 +166,28 @@ class _Tx:
         if changed:
             self._db.execute(_update_user(changed), (*(row[i] for i in changed), row[0]))
         self._users[user.id] = row
+
+    def users_in(self, account_id: str, query: UserQuery) -> list[User]:
+        # The index users_account (account_id, created_at) gives the order.
+        filters, args = _sql.user_filters(query, "?")
+        rows = self._db.execute(
+            f"SELECT {USER_COLUMNS} FROM users WHERE account_id = ?{filters} "
+            "ORDER BY created_at, id LIMIT ?",
+            (account_id, *args, query.limit),
+        )
+        return [_sql.user_of(r) for r in rows]
+
+    def delete_user(self, user_id: str) -> None:
+        # Sessions and challenges have no index on user_id (every login would write its
+        # pages): a deletion, now and then, scans them.
+        self._db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        self._db.execute("DELETE FROM challenges WHERE user_id = ?", (user_id,))
+        self._db.execute(
+            "DELETE FROM throttles WHERE key = ?",
+            (ThrottleKey(ThrottleScope.USER, user_id).stored,),
+        )
+        self._db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        self._users.pop(user_id, None)
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
         rows = self._db.execute(
