@@ -87,6 +87,11 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
         "*since",
         "*until",
     ),
+    "set_role": ("session", "user_id", "role"),
+    "deactivate_user": ("session", "user_id"),
+    "reactivate_user": ("session", "user_id"),
+    "delete_user": ("session", "user_id"),
+    "list_users": ("session", "*limit", "*cursor", "*role", "*two_factor", "*active"),
     "purge_expired": (),
     "reseal_secrets": ("*batch", "*progress"),
 }
@@ -283,9 +288,12 @@ FITTING: dict[str, st.SearchStrategy[object]] = {
     "cursor": st.one_of(
         st.integers(min_value=-3, max_value=2**64).map("a1.{}".format),
         st.sampled_from(["a1.", "a1.1", "a1.+5", "a1.٣", "1", "a2.5", " a1.5"]),
+        st.sampled_from(["u1.", "u1.0.x", "u1.1.\x00", "u1.-1.x", "u1." + "9" * 20 + ".x"]),
     ),
     "action": st.sampled_from([*ts.AuditAction, "Login", "login_code", "nothing"]),
     "outcome": st.sampled_from([*ts.Outcome, "THROTTLED", "ok"]),
+    "two_factor": st.sampled_from([True, False, None, 1, "yes"]),
+    "active": st.sampled_from([True, False, None, 0, "no"]),
     "since": st.one_of(st.datetimes(timezones=st.just(UTC)), st.datetimes()),
     "until": st.one_of(st.datetimes(timezones=st.just(UTC)), st.datetimes()),
 }

@@ -84,6 +84,25 @@ def expected(
         if not is_admin:
             failed.add("owner_or_manager_only")
         return result("R50")
+    if action is ts.Action.SET_ROLE:  # R80: an owner, to any user of the account, self too
+        if not is_owner:
+            failed.add("owner_only")
+        if target in ("none", "other_account"):
+            failed.add("target_in_other_account")
+        return result("R80")
+    if action in (ts.Action.DEACTIVATE_USER, ts.Action.REACTIVATE_USER, ts.Action.DELETE_USER):
+        # R81, R82: an owner, to another user of the account (another owner included)
+        if not is_owner:
+            failed.add("owner_only")
+        if target in ("none", "other_account"):
+            failed.add("target_in_other_account")
+        if target == "self":
+            failed.add("target_is_self")
+        return result("R82" if action is ts.Action.DELETE_USER else "R81")
+    if action is ts.Action.LIST_USERS:  # R83: owner or manager
+        if not is_admin:
+            failed.add("owner_or_manager_only")
+        return result("R83")
     raise AssertionError(f"no expectation for {action}")
 
 
@@ -171,7 +190,7 @@ def test_r20_r50_every_action_has_exactly_one_rule_in_the_table() -> None:
         assert rule.roles, action
 
 
-def test_r20_r41_owner_only_actions_are_exactly_these() -> None:
+def test_r20_r41_r80_r82_owner_only_actions_are_exactly_these() -> None:
     owner_only: set[ts.Action] = set()
     for action in ts.Action:
         for has_2fa, required in itertools.product([False, True], [False, True]):
@@ -187,4 +206,8 @@ def test_r20_r41_owner_only_actions_are_exactly_these() -> None:
         ts.Action.REQUIRE_TWO_FACTOR,
         ts.Action.ALLOW_WITHOUT_TWO_FACTOR,
         ts.Action.RESET_OTHER,
+        ts.Action.SET_ROLE,
+        ts.Action.DEACTIVATE_USER,
+        ts.Action.REACTIVATE_USER,
+        ts.Action.DELETE_USER,
     }

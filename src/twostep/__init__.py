@@ -41,6 +41,7 @@ from ._store import SealedKeyUse, Store, Transaction
 
 if TYPE_CHECKING:
     from ._audit_pages import AuditPage, AuditQuery
+    from ._user_pages import UserPage
     from .stores.memory import InMemoryStore
     from .stores.sqlite import SQLiteStore
 
@@ -96,6 +97,7 @@ __all__ = [
     "UnknownUser",
     "User",
     "UserOverview",
+    "UserPage",
     "decide",
     "provisioning_uri",
 ]
@@ -118,5 +120,9 @@ def __getattr__(name: str) -> object:
         from . import _audit_pages
 
         return getattr(_audit_pages, name)
+    if name == "UserPage":  # and the pages of users (R83)
+        from ._user_pages import UserPage
+
+        return UserPage
     msg = f"module 'twostep' has no attribute {name!r}"
     raise AttributeError(msg)

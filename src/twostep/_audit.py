@@ -49,6 +49,13 @@ class AuditAction(enum.StrEnum):
     # Reading the 2FA overview and the audit trail (R50, R60): only refusals are recorded.
     OVERVIEW_VIEWED = "overview_viewed"
     AUDIT_TRAIL_VIEWED = "audit_trail_viewed"
+    # The users' life (R80-R84). A role change's reason is "<old>_to_<new>"; a deletion's
+    # is the email the user had, so that the trail still tells who it was.
+    ROLE_CHANGED = "role_changed"  # an owner changed a user's role (R80)
+    USER_DEACTIVATED = "user_deactivated"  # an owner deactivated a user (R81)
+    USER_REACTIVATED = "user_reactivated"  # an owner reactivated a user (R81)
+    USER_DELETED = "user_deleted"  # an owner deleted a user (R82)
+    USERS_LISTED = "users_listed"  # only refusals to list the users are recorded (R83)
 
 
 class Outcome(enum.StrEnum):

@@ -26,6 +26,11 @@ class Action(enum.StrEnum):
     RESET_OTHER = "reset_other"
     VIEW_OVERVIEW = "view_overview"
     VIEW_AUDIT = "view_audit"
+    SET_ROLE = "set_role"
+    DEACTIVATE_USER = "deactivate_user"
+    REACTIVATE_USER = "reactivate_user"
+    DELETE_USER = "delete_user"
+    LIST_USERS = "list_users"
 
 
 ANYONE = frozenset(Role)
@@ -38,7 +43,7 @@ class Rule:
     """The conditions under which an action is allowed.
 
     ``None`` means "either way". ``targets_other`` actions must name another user of
-    the actor's own account.
+    the actor's own account; ``targets_user`` actions a user of it, the actor included.
     """
 
     rule: str
@@ -46,6 +51,7 @@ class Rule:
     account_requires: bool | None = None
     actor_has_two_factor: bool | None = None
     targets_other: bool = False
+    targets_user: bool = False
 
 
 POLICY: dict[Action, Rule] = {
@@ -61,6 +67,14 @@ POLICY: dict[Action, Rule] = {
     Action.RESET_OTHER: Rule("R41", OWNERS, targets_other=True),
     Action.VIEW_OVERVIEW: Rule("R50", ADMINS),
     Action.VIEW_AUDIT: Rule("R50/R60", ADMINS),
+    # The users' life (R80-R84): changes are owners' alone; owners and managers list.
+    # An owner may change their own role (R80: not the last active owner's), but not
+    # deactivate or delete themselves (R81, R82).
+    Action.SET_ROLE: Rule("R80", OWNERS, targets_user=True),
+    Action.DEACTIVATE_USER: Rule("R81", OWNERS, targets_other=True),
+    Action.REACTIVATE_USER: Rule("R81", OWNERS, targets_other=True),
+    Action.DELETE_USER: Rule("R82", OWNERS, targets_other=True),
+    Action.LIST_USERS: Rule("R83/R50", ADMINS),
 }
 
 _ROLE_REASONS = {OWNERS: "owner_only", ADMINS: "owner_or_manager_only"}
@@ -97,6 +111,8 @@ def decide(action: Action, actor: User, account: Account, target: User | None = 
             return no("target_in_other_account")
         if target.id == actor.id:
             return no("target_is_self")
+    if rule.targets_user and (target is None or target.account_id != account.id):
+        return no("target_in_other_account")
     return Decision(True, "allowed", rule.rule)
 
 

@@ -128,6 +128,7 @@ class UserOverview:
     role: Role
     two_factor_enabled: bool
     backup_codes_remaining: int
+    active: bool = True  # False: deactivated (R81)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,20 @@ from ._results import (
 )
 from ._settings import Settings
 from ._store import Store
-from ._stories import administration, credentials, elsewhere, login, maintenance, own_two_factor
+from ._stories import (
+    administration,
+    credentials,
+    elsewhere,
+    login,
+    maintenance,
+    own_two_factor,
+    users,
+)
 from ._unit_of_work import Context, EventHook
 
 if TYPE_CHECKING:
     from ._audit_pages import AuditPage
+    from ._user_pages import UserPage
 
 __all__ = ["TwoStep"]
 
@@ -266,6 +275,43 @@ class TwoStep:
             outcome=outcome,
             since=since,
             until=until,
+        )
+
+    # -- the users' life (R80-R84) -----------------------------------------------------
+
+    def set_role(self, session: SessionRef, user_id: str, role: Role | str) -> None:
+        """R80: an owner changes a user's role, keeping an active owner; demotions log out."""
+        users.set_role(self._context, session, user_id, role)
+
+    def deactivate_user(self, session: SessionRef, user_id: str) -> None:
+        """R81: an owner deactivates another user: sessions end, login is refused, data stays."""
+        users.set_active(self._context, session, user_id, active=False)
+
+    def reactivate_user(self, session: SessionRef, user_id: str) -> None:
+        """R81: an owner lets a deactivated user log in again, with the 2FA they had."""
+        users.reactivate_user(self._context, session, user_id)
+
+    def delete_user(self, session: SessionRef, user_id: str) -> None:
+        """R82: an owner deletes another user and their secrets; the email is free again."""
+        users.delete_user(self._context, session, user_id)
+
+    def list_users(
+        self,
+        session: SessionRef,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        role: Role | str | None = None,
+        two_factor: bool | None = None,
+        active: bool | None = None,
+    ) -> UserPage:
+        """R83: a page of the account's users, oldest first, for owners and managers.
+
+        ``cursor`` is the ``next_cursor`` of the page before; the filters keep the users
+        of that ``role``, with 2FA on or off (``two_factor``), active or deactivated.
+        """
+        return users.list_users(
+            self._context, session, limit, cursor, role=role, two_factor=two_factor, active=active
         )
 
     # -- maintenance -------------------------------------------------------------------

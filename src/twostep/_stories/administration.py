@@ -123,6 +123,7 @@ def two_factor_overview(context: Context, session: object) -> AccountOverview:
                 role=u.role,
                 two_factor_enabled=u.two_factor.enabled,
                 backup_codes_remaining=u.backup_codes_remaining,
+                active=u.active,
             )
             for u in w.tx.users_of(actor.account.id)
         )
