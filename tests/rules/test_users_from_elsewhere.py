@@ -30,11 +30,7 @@ def django_hasher(name: str) -> Callable[[str], str]:
     """A hash made by Django's own hasher ``name`` (in django.contrib.auth.hashers)."""
 
     def make(password: str) -> str:
-        from django.conf import settings
-
-        if not settings.configured:
-            settings.configure()
-        from django.contrib.auth import hashers
+        from django.contrib.auth import hashers  # its hashers need no settings
 
         hasher = getattr(hashers, name)()
         salt = bcrypt.gensalt(4) if "BCrypt" in name else hasher.salt()

@@ -1,0 +1,20 @@
+"""A minimal Django project whose users log in with Django, then with twostep (R93, R94).
+
+It is the glue of docs/guide.md, "Adding the second step to a Django project", run by
+tests/test_django.py with Django's test client. :func:`setup` readies Django once.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def setup() -> None:
+    """Point Django at these settings and load the project; once per process."""
+    import django
+    from django.apps import apps
+
+    if apps.ready:
+        return
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.django_project.settings"
+    django.setup()
