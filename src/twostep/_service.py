@@ -30,15 +30,7 @@ from ._results import (
 )
 from ._settings import Settings
 from ._store import Store
-from ._stories import (
-    administration,
-    credentials,
-    elsewhere,
-    login,
-    maintenance,
-    own_two_factor,
-    users,
-)
+from ._stories import administration, credentials, elsewhere, login, maintenance, own_two_factor
 from ._unit_of_work import Context, EventHook
 
 if TYPE_CHECKING:
@@ -281,18 +273,26 @@ class TwoStep:
 
     def set_role(self, session: SessionRef, user_id: str, role: Role | str) -> None:
         """R80: an owner changes a user's role, keeping an active owner; demotions log out."""
+        from ._stories import users  # first use: see _stories.users
+
         users.set_role(self._context, session, user_id, role)
 
     def deactivate_user(self, session: SessionRef, user_id: str) -> None:
         """R81: an owner deactivates another user: sessions end, login is refused, data stays."""
+        from ._stories import users  # first use: see _stories.users
+
         users.set_active(self._context, session, user_id, active=False)
 
     def reactivate_user(self, session: SessionRef, user_id: str) -> None:
         """R81: an owner lets a deactivated user log in again, with the 2FA they had."""
+        from ._stories import users  # first use: see _stories.users
+
         users.reactivate_user(self._context, session, user_id)
 
     def delete_user(self, session: SessionRef, user_id: str) -> None:
         """R82: an owner deletes another user and their secrets; the email is free again."""
+        from ._stories import users  # first use: see _stories.users
+
         users.delete_user(self._context, session, user_id)
 
     def list_users(
@@ -310,6 +310,8 @@ class TwoStep:
         ``cursor`` is the ``next_cursor`` of the page before; the filters keep the users
         of that ``role``, with 2FA on or off (``two_factor``), active or deactivated.
         """
+        from ._stories import users  # first use: see _stories.users
+
         return users.list_users(
             self._context, session, limit, cursor, role=role, two_factor=two_factor, active=active
         )

@@ -5,6 +5,8 @@ audited under the action named after its success; a refusal is audited under the
 action. An account always keeps an active owner: the changes that could take away the
 last one lock the account first (on PostgreSQL, the row of the account), so that two of
 them at once cannot each see the other's owner.
+
+The façade loads this module on first use, not at ``import twostep`` (bench/: import_time).
 """
 
 from __future__ import annotations
