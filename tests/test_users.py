@@ -5,12 +5,16 @@ Every story runs through the public ``TwoStep`` API on each of the three stores.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import twostep as ts
+from twostep.testing import FAST, ManualClock
 
 from .conftest import PASSWORD, World, make_store, store_snapshot
 
@@ -303,3 +307,110 @@ def test_r84_bad_input_is_invalid_input_and_changes_nothing(
         call(world.service, world)  # type: ignore[operator]
     assert caught.value.reason == reason
     assert store_snapshot(store) == before
+
+
+# -- R80-R82 under any sequence: the account keeps an active owner -------------------------
+
+
+class OwnersMachine(RuleBasedStateMachine):
+    """Owners change roles, deactivate, reactivate and delete at random (R80-R82).
+
+    A model says who exists, with which role and whether active; after every step the
+    service must agree with it, and the account must have an active owner.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.service = ts.TwoStep(
+            ts.InMemoryStore(),
+            issuer="Acme",
+            clock=ManualClock(),
+            settings=FAST,
+            cipher=ts.AESGCMKeyring.generate(),
+        )
+        self.account = self.service.create_account("Acme")
+        self.ids: list[str] = []
+        self.model: dict[str, tuple[ts.Role, bool]] = {}  # id -> (role, active)
+        for n, role in enumerate([ts.Role.OWNER, ts.Role.MANAGER, ts.Role.MEMBER, ts.Role.MEMBER]):
+            user = self.service.create_user(self.account.id, f"u{n}@acme.test", PASSWORD, role)
+            self.ids.append(user.id)
+            self.model[user.id] = (role, True)
+
+    def session_of(self, user_id: str) -> ts.Session | None:
+        """A fresh session of a user who can log in, or ``None``."""
+        if user_id not in self.model or not self.model[user_id][1]:
+            return None
+        step = self.service.login(f"u{self.ids.index(user_id)}@acme.test", PASSWORD)
+        assert isinstance(step, ts.LoggedIn)
+        return step.session
+
+    def active_owners(self) -> list[str]:
+        return [i for i, (role, active) in self.model.items() if role is ts.Role.OWNER and active]
+
+    def attempt(self, call: Callable[[], None]) -> str | None:
+        """Run ``call``; the reason of its refusal, or ``None`` if it went through."""
+        try:
+            call()
+        except (ts.UnknownUser, ts.NotAllowed) as refusal:
+            return refusal.reason
+        return None
+
+    @rule(actor=st.integers(0, 3), whom=st.integers(0, 3), role=st.sampled_from(list(ts.Role)))
+    def set_role(self, actor: int, whom: int, role: ts.Role) -> None:
+        session = self.session_of(self.ids[actor])
+        if session is None:
+            return
+        target_id = self.ids[whom]
+        reason = self.attempt(lambda: self.service.set_role(session, target_id, role))
+        if reason == "unknown_user":
+            assert target_id not in self.model
+        elif reason == "last_owner":
+            assert self.active_owners() == [target_id]
+            assert role is not ts.Role.OWNER
+        elif reason is not None:
+            assert reason == "owner_only"
+            assert self.model[session.user_id][0] is not ts.Role.OWNER
+        else:
+            assert session.role is ts.Role.OWNER
+            self.model[target_id] = (role, self.model[target_id][1])
+
+    @rule(
+        actor=st.integers(0, 3),
+        whom=st.integers(0, 3),
+        what=st.sampled_from(["deactivate", "reactivate", "delete"]),
+    )
+    def change(self, actor: int, whom: int, what: str) -> None:
+        session = self.session_of(self.ids[actor])
+        if session is None:
+            return
+        target_id = self.ids[whom]
+        call = getattr(self.service, f"{what}_user")
+        reason = self.attempt(lambda: call(session, target_id))
+        if reason == "unknown_user":
+            assert target_id not in self.model
+        elif reason is not None:
+            assert reason in {"owner_only", "target_is_self"}
+            assert session.role is not ts.Role.OWNER or target_id == session.user_id
+        else:
+            assert session.role is ts.Role.OWNER
+            assert target_id != session.user_id
+            if what == "delete":
+                del self.model[target_id]
+            else:
+                self.model[target_id] = (self.model[target_id][0], what == "reactivate")
+
+    @invariant()
+    def the_account_keeps_an_active_owner_and_matches_the_model(self) -> None:
+        assert self.active_owners()
+        owner = self.session_of(self.active_owners()[0])
+        assert owner is not None
+        listed = {
+            u.user_id: (u.role, u.active) for u in self.service.list_users(owner, limit=10).users
+        }
+        assert listed == self.model
+
+
+TestR80ToR82TheAccountKeepsAnActiveOwner = OwnersMachine.TestCase
+TestR80ToR82TheAccountKeepsAnActiveOwner.settings = settings(
+    max_examples=40, stateful_step_count=25, deadline=None
+)
