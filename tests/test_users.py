@@ -414,3 +414,35 @@ TestR80ToR82TheAccountKeepsAnActiveOwner = OwnersMachine.TestCase
 TestR80ToR82TheAccountKeepsAnActiveOwner.settings = settings(
     max_examples=40, stateful_step_count=25, deadline=None
 )
+
+
+def test_r80_two_owners_stepping_down_at_once_leave_an_active_owner(world: World) -> None:
+    """Both read two owners; the second to write must see the first's change (R80)."""
+    import threading
+
+    service = world.service
+    owner = world.login(world.owner)
+    service.set_role(owner, world.manager.id, "owner")
+    sessions = [world.login(world.owner), world.login(world.manager)]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def step_down(session: ts.Session) -> None:
+        barrier.wait()
+        try:
+            service.set_role(session, session.user_id, "member")
+        except (ts.NotAllowed, ts.StoreError) as refusal:  # StoreError: a conflict, retry
+            outcomes.append(refusal.reason)
+        else:
+            outcomes.append("done")
+
+    threads = [threading.Thread(target=step_down, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("done") <= 1
+    assert set(outcomes) <= {"done", "last_owner", "conflict"}
+    with service._context.store.transaction(write=False) as tx:
+        owners = [u for u in tx.users_of(world.account.id) if u.role is ts.Role.OWNER]
+    assert len(owners) == 2 - outcomes.count("done") >= 1
