@@ -3,18 +3,31 @@
 Run it from the repository root: ``flask --app examples/flask_app/app.py run``
 (over plain http, with ``TWOSTEP_INSECURE_COOKIES=1``: see :func:`create_app`).
 Login (R1-R3), set-up with a QR code and the key as text (R10), backup codes shown
-once (R5, R10), the Security page (R30-R32, R40) and Administration (R20-R22, R41,
-R50, R60).
+once (R5, R10), the Security page (R30-R32, R40, a password change: R85), a forgotten
+password reset through a link printed to the console (R86, R87) and Administration
+(R20-R22, R41, R50, R60, the users' life: R80-R83).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    abort,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
@@ -29,12 +42,21 @@ from .twostep_flask import (
     get_service,
     login_required,
     may,
+    replace_session,
     start_session,
     user,
 )
 
 HERE = Path(__file__).resolve().parent
 ISSUER = "twostep Flask example"
+#: What the console shows instead of an email; tests read the link after it.
+RESET_LINK_PREFIX = "Password reset link for "
+SAME_ANSWER = "If the address has an account, a link to reset its password is on its way."
+
+
+def print_reset_link(email: str, link: str) -> None:
+    """Stands in for an email: a real app sends ``link`` to ``email`` (R86)."""
+    print(f"{RESET_LINK_PREFIX}{email}: {link}", flush=True)
 
 
 def make_service() -> ts.TwoStep:
@@ -168,6 +190,44 @@ def create_app(
         flash("You are logged out.", "info")
         return redirect(url_for("login"))
 
+    # -- a forgotten password (R86, R87) -------------------------------------------------
+
+    @app.route("/password/forgot", methods=["GET", "POST"])
+    def forgot_password() -> ResponseReturnValue:
+        if request.method == "GET":
+            return render_template("forgot.html")
+        email = request.form.get("email", "")
+        try:
+            reset = get_service().begin_password_reset(email, client=request.remote_addr)
+        except ts.TwoStepError as error:  # malformed, throttled: nothing about the account
+            flash_error(error)
+            return render_template("forgot.html", email=email)
+        # The same answer for anyone: an unknown email gets a token that opens nothing.
+        print_reset_link(email, url_for("reset_password", token=reset.token, _external=True))
+        return render_template("forgot_sent.html")
+
+    @app.route("/password/reset", methods=["GET", "POST"])
+    def reset_password() -> ResponseReturnValue:
+        token = request.values.get("token", "")
+        if request.method == "GET":
+            response = make_response(render_template("reset.html", token=token))
+            response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+            return response
+        if request.form.get("new_password", "") != request.form.get("repeat_password", ""):
+            flash("The two passwords differ.", "error")
+            return render_template("reset.html", token=token)
+        try:
+            get_service().complete_password_reset(token, request.form.get("new_password", ""))
+        except ts.ChallengeExpired:  # used, expired or unknown: ask again
+            flash("That reset link is no longer valid: ask for a new one.", "error")
+            return redirect(url_for("forgot_password"))
+        except ts.TwoStepError as error:  # too short, ...: the link still works
+            flash_error(error)
+            return render_template("reset.html", token=token)
+        session.pop(CHALLENGE_KEY, None)
+        flash("Your password was changed. Log in with it.", "success")  # R87: nobody logged in
+        return redirect(url_for("login"))
+
     # -- one's own security settings (R5, R10, R11, R30-R32, R40) ------------------------
 
     @app.get("/security")
@@ -224,6 +284,29 @@ def create_app(
             return redirect(url_for("security"))
         return setup_page(enrollment, url_for("confirm"), "reset")
 
+    @app.post("/security/password")
+    @login_required
+    def change_password() -> ResponseReturnValue:
+        form = request.form
+        if form.get("new_password", "") != form.get("repeat_password", ""):
+            flash("The two new passwords differ.", "error")
+            return redirect(url_for("security"))
+        try:
+            new = get_service().change_password(  # R85
+                user(),
+                form.get("current_password", ""),
+                form.get("new_password", ""),
+                code=form.get("code") or None,
+            )
+        except ts.InvalidCredentials:
+            flash("Your current password is wrong.", "error")
+        except ts.TwoStepError as error:
+            flash_error(error)
+        else:
+            replace_session(new)  # every earlier session ended, this one included
+            flash("Your password was changed; your other sessions were logged out.", "success")
+        return redirect(url_for("security"))
+
     @app.post("/security/backup-codes")
     @login_required
     def regenerate() -> ResponseReturnValue:
@@ -278,8 +361,61 @@ def create_app(
     @app.get("/admin/users")
     @login_required
     def admin_users() -> ResponseReturnValue:
-        can_reset = may(ts.Action.RESET_OTHER)
-        return render_template("admin_users.html", overview=overview(), can_reset=can_reset)
+        try:
+            page = get_service().list_users(user(), limit=50, cursor=request.args.get("after"))
+        except ts.NotAllowed:  # R83: owners and managers
+            abort(403)
+        except ts.InvalidInput as error:  # a cursor not made by twostep
+            flash_error(error)
+            return redirect(url_for("admin_users"))
+        return render_template(
+            "admin_users.html", page=page, roles=list(ts.Role), can_reset=may(ts.Action.RESET_OTHER)
+        )
+
+    def change_user(done: str, change: Callable[[], None]) -> ResponseReturnValue:
+        """One owner's change to a user (R80-R82); a refusal shows the policy's reason."""
+        try:
+            change()
+        except ts.TwoStepError as error:
+            admin_only()
+            flash_error(error)
+        else:
+            flash(done, "success")
+        return redirect(url_for("admin_users"))
+
+    @app.post("/admin/users/<user_id>/role")
+    @login_required
+    def admin_set_role(user_id: str) -> ResponseReturnValue:
+        role = request.form.get("role", "")
+        return change_user(  # R80: a demotion ends that user's sessions
+            f"The role is now {role}.", lambda: get_service().set_role(user(), user_id, role)
+        )
+
+    @app.post("/admin/users/<user_id>/deactivate")
+    @login_required
+    def admin_deactivate(user_id: str) -> ResponseReturnValue:
+        return change_user(  # R81
+            "The user was deactivated: their sessions ended and they cannot log in.",
+            lambda: get_service().deactivate_user(user(), user_id),
+        )
+
+    @app.post("/admin/users/<user_id>/reactivate")
+    @login_required
+    def admin_reactivate(user_id: str) -> ResponseReturnValue:
+        return change_user(  # R81
+            "The user can log in again.", lambda: get_service().reactivate_user(user(), user_id)
+        )
+
+    @app.post("/admin/users/<user_id>/delete")
+    @login_required
+    def admin_delete(user_id: str) -> ResponseReturnValue:
+        if request.form.get("confirm") != "yes":
+            admin_only()
+            flash("Tick \u201cyes, delete\u201d to confirm the deletion.", "error")
+            return redirect(url_for("admin_users"))
+        return change_user(  # R82
+            "The user was deleted.", lambda: get_service().delete_user(user(), user_id)
+        )
 
     @app.post("/admin/users/<user_id>/reset")
     @login_required

@@ -165,6 +165,12 @@ def start_session(new: ts.Session) -> None:
     session[TOKEN_KEY] = new.token
 
 
+def replace_session(new: ts.Session) -> None:
+    """R85: a password change ended this session; the cookie holds the one replacing it."""
+    session[TOKEN_KEY] = new.token
+    g.twostep_user = new
+
+
 def end_session() -> None:
     token = session.get(TOKEN_KEY)
     if isinstance(token, str):
@@ -185,10 +191,11 @@ _NOT_ALLOWED = {
     ),
     "two_factor_off": "Turn 2FA on first.",
     "two_factor_already_on": "2FA is already on.",
-    "target_is_self": "Use your Security page for your own 2FA.",
+    "target_is_self": "Not for your own user: use your Security page for your own settings.",
     "target_in_other_account": "No such user in your account.",
     "no_enrollment_in_progress": "Start setting up 2FA first.",
     "two_factor_required": "Your account requires 2FA: set it up first.",
+    "last_owner": "The account must keep an active owner: make someone else owner first.",
 }
 _SESSION = {
     "revoked": "You were logged out. Please log in again.",
@@ -198,6 +205,13 @@ _SESSION = {
 _CODE = {
     "malformed": "That is not a code: type the 6 digits from your app, or a backup code.",
     "replayed": "That code was already used: wait for the next code, or use another backup code.",
+}
+_INPUT = {
+    "code_required": "You have 2FA: enter a code from your app, or a backup code.",
+    "password_too_short": "That password is too short.",
+    "password_too_long": "That password is too long.",
+    "invalid_password": "That password is not valid.",
+    "invalid_email": "That is not an email address.",
 }
 _CHALLENGE = {
     "too_many_attempts": "Too many wrong codes. Please log in again.",
@@ -228,6 +242,6 @@ def message(error: ts.TwoStepError) -> str:
         case ts.EmailTaken():
             return "That email is already taken."
         case ts.InvalidInput():
-            return f"That input is not valid ({error.reason})."
+            return _INPUT.get(error.reason, f"That input is not valid ({error.reason}).")
         case _:
             return f"Something went wrong ({error.reason})."

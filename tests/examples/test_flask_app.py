@@ -5,10 +5,10 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from examples.flask_app.app import create_app
+from examples.flask_app.app import RESET_LINK_PREFIX, SAME_ANSWER, create_app
 from examples.flask_app.twostep_flask import CHALLENGE_KEY, CSRF_KEY, TOKEN_KEY
 from flask import Flask
 from werkzeug.test import TestResponse
@@ -606,3 +606,187 @@ def test_r60_activity_lists_what_happened(owner: Browser, member: Browser) -> No
     assert "two_factor_enabled" in page
     assert "login" in page
     assert not any(code in page for code in member.backup_codes)
+
+
+# -- one's own password (R85-R87) ---------------------------------------------------
+
+NEW_PASSWORD = "a-brand-new-pass"
+
+
+def change_password(b: Browser, current: str, **more: str) -> TestResponse:
+    return b.post(
+        "/security/password",
+        current_password=current,
+        new_password=NEW_PASSWORD,
+        repeat_password=NEW_PASSWORD,
+        **more,
+    )
+
+
+def test_r85_a_new_password_keeps_this_session_and_ends_the_others(
+    member: Browser, open_browser: Opener
+) -> None:
+    elsewhere = open_browser()
+    elsewhere.login(MEMBER)
+    assert 'name="code"' not in text(member.get("/security")).split('id="password-form"')[1]
+    page = change_password(member, PASSWORDS[MEMBER])
+    assert "Your password was changed; your other sessions were logged out." in text(page)
+    assert member.get("/security").request.path == "/security"  # the returned session
+    assert elsewhere.get("/security").request.path == "/login"
+    assert "Email or password is wrong." in text(open_browser().login(MEMBER))
+    assert open_browser().login(MEMBER, NEW_PASSWORD).request.path == "/security"
+
+
+def test_r85_a_wrong_current_password_changes_nothing(
+    member: Browser, open_browser: Opener
+) -> None:
+    page = change_password(member, "not-the-password")
+    assert "Your current password is wrong." in text(page)
+    assert member.get("/security").request.path == "/security"
+    assert open_browser().login(MEMBER).request.path == "/security"
+
+
+def test_r85_with_2fa_the_change_needs_a_code(member: Browser, open_browser: Opener) -> None:
+    member.turn_on()
+    assert 'name="code"' in text(member.get("/security")).split('id="password-form"')[1]
+    page = change_password(member, PASSWORDS[MEMBER])
+    assert "You have 2FA: enter a code from your app, or a backup code." in text(page)
+    page = change_password(member, PASSWORDS[MEMBER], code=member.code())
+    assert "Your password was changed" in text(page)
+    assert member.get("/security").request.path == "/security"
+    assert open_browser().login(MEMBER, NEW_PASSWORD).request.path == "/login/code"
+
+
+def reset_links(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """The links the app printed instead of emailing them, by email (path and query)."""
+    found = re.findall(re.escape(RESET_LINK_PREFIX) + r"(\S+): (\S+)", capsys.readouterr().out)
+    return {email: "{0.path}?{0.query}".format(urlsplit(link)) for email, link in found}
+
+
+def test_r86_a_forgotten_password_is_reset_through_the_printed_link(
+    open_browser: Opener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b = open_browser()
+    assert 'href="/password/forgot"' in text(b.get("/login"))
+    assert "Forgot your password?" in text(b.get("/password/forgot"))
+    known = b.post("/password/forgot", email=MEMBER)
+    unknown = b.post("/password/forgot", email="nobody@acme.example")
+    assert SAME_ANSWER in text(known)
+    assert text(known) == text(unknown)  # says nothing about who has an account
+    link = reset_links(capsys)[MEMBER]
+    assert "Choose a new password" in text(b.get(link))
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    page = b.post(
+        "/password/reset", token=token, new_password=NEW_PASSWORD, repeat_password=NEW_PASSWORD
+    )
+    assert page.request.path == "/login"
+    assert "Your password was changed. Log in with it." in text(page)
+    assert open_browser().login(MEMBER, NEW_PASSWORD).request.path == "/security"
+
+
+def test_r86_a_used_link_and_a_short_password_are_refused(
+    open_browser: Opener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b = open_browser()
+    b.post("/password/forgot", email=MEMBER)
+    token = parse_qs(urlsplit(reset_links(capsys)[MEMBER]).query)["token"][0]
+    page = b.post("/password/reset", token=token, new_password="short", repeat_password="short")
+    assert "That password is too short." in text(page)
+    assert 'name="token"' in text(page)  # the same form, the link still works
+    form = {"token": token, "new_password": NEW_PASSWORD, "repeat_password": NEW_PASSWORD}
+    assert b.post("/password/reset", **form).request.path == "/login"
+    page = b.post("/password/reset", **form)
+    assert page.request.path == "/password/forgot"
+    assert "That reset link is no longer valid: ask for a new one." in text(page)
+
+
+def test_r87_a_reset_leaves_2fa_on_and_ends_every_session(
+    member: Browser, open_browser: Opener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    member.turn_on()
+    b = open_browser()
+    b.post("/password/forgot", email=MEMBER)
+    token = parse_qs(urlsplit(reset_links(capsys)[MEMBER]).query)["token"][0]
+    b.post("/password/reset", token=token, new_password=NEW_PASSWORD, repeat_password=NEW_PASSWORD)
+    assert member.get("/security").request.path == "/login"
+    assert b.login(MEMBER, NEW_PASSWORD).request.path == "/login/code"  # no bypass of 2FA
+
+
+# -- the users' life (R80-R83) ------------------------------------------------------
+
+
+def user_id_of(page: TestResponse, email: str) -> str:
+    found = re.search(
+        rf'data-email="{re.escape(email)}">.*?/admin/users/([0-9a-f]+)/role"', text(page), re.DOTALL
+    )
+    assert found, f"no role control for {email}"
+    return found.group(1)
+
+
+def row_of(page: TestResponse, email: str) -> str:
+    found = re.search(rf'data-email="{re.escape(email)}">(.*?)</tr>', text(page), re.DOTALL)
+    assert found, f"no row for {email}"
+    return found.group(1)
+
+
+def test_r83_the_list_shows_role_2fa_and_active_per_user(
+    owner: Browser, manager: Browser, member: Browser
+) -> None:
+    member.turn_on()
+    page = owner.get("/admin/users")
+    assert 'class="active">yes<' in row_of(page, MEMBER)
+    assert 'class="two-factor">on<' in row_of(page, MEMBER)
+    assert '<option value="member" selected>' in row_of(page, MEMBER)
+    assert 'class="deactivate"' not in row_of(page, OWNER)  # not oneself (R81, R82)
+    page = manager.get("/admin/users")  # R83: managers see the list, not the controls
+    assert re.search(r'class="role">\s*member<', row_of(page, MEMBER))
+    assert "Change role" not in text(page)
+    assert "Deactivate" not in text(page)
+    assert "Only owners can change roles" in text(page)
+
+
+def test_r80_r82_the_owner_changes_a_role_deactivates_and_deletes(
+    owner: Browser, member: Browser, open_browser: Opener
+) -> None:
+    member_id = user_id_of(owner.get("/admin/users"), MEMBER)
+    page = owner.post(f"/admin/users/{member_id}/role", role="manager")
+    assert "The role is now manager." in text(page)
+    assert '<option value="manager" selected>' in row_of(page, MEMBER)
+    assert 'id="nav-admin"' in text(member.get("/security"))  # a promotion keeps the session
+    owner.post(f"/admin/users/{member_id}/role", role="member")
+    assert member.get("/security").request.path == "/login"  # R80: a demotion ends it
+    page = owner.post(f"/admin/users/{member_id}/deactivate")
+    assert "The user was deactivated" in text(page)
+    assert 'class="active">no<' in row_of(page, MEMBER)
+    assert "Email or password is wrong." in text(open_browser().login(MEMBER))
+    page = owner.post(f"/admin/users/{member_id}/reactivate")
+    assert 'class="active">yes<' in row_of(page, MEMBER)
+    assert open_browser().login(MEMBER).request.path == "/security"
+    page = owner.post(f"/admin/users/{member_id}/delete")  # not confirmed: nothing happens
+    assert "to confirm the deletion" in text(page)
+    assert f'data-email="{MEMBER}"' in text(page)
+    page = owner.post(f"/admin/users/{member_id}/delete", confirm="yes")
+    assert "The user was deleted." in text(page)
+    assert f'data-email="{MEMBER}"' not in text(page)
+
+
+def test_r80_the_last_owner_cannot_step_down(owner: Browser) -> None:
+    owner_id = user_id_of(owner.get("/admin/users"), OWNER)
+    page = owner.post(f"/admin/users/{owner_id}/role", role="member")
+    assert "The account must keep an active owner" in text(page)
+    assert '<option value="owner" selected>' in row_of(page, OWNER)
+
+
+def test_r80_r82_managers_are_refused_with_the_reason(
+    owner: Browser, manager: Browser, member: Browser
+) -> None:
+    member_id = user_id_of(owner.get("/admin/users"), MEMBER)
+    for action, form in (
+        ("role", {"role": "owner"}),
+        ("deactivate", {}),
+        ("delete", {"confirm": "yes"}),
+    ):
+        page = manager.post(f"/admin/users/{member_id}/{action}", **form)
+        assert "Only an owner can do this." in text(page), action
+    assert member.get("/security").request.path == "/security"
+    assert member.post(f"/admin/users/{member_id}/delete", confirm="yes").status_code == 403
