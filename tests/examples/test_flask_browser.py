@@ -2,9 +2,8 @@
 
 The app runs in a thread on a real clock; pyotp plays the users' phones, reading the
 secret key from the set-up page as a person would type it, and a reset link is read
-from what the app prints. Screenshots of the set-up
-and backup-codes screens, and of the forgotten-password reset, go to
-``test-artifacts/``. Without Chromium or Playwright
+from what the app prints. Screenshots of the set-up and backup-codes screens, and of
+the forgotten-password reset, go to ``test-artifacts/``. Without Chromium or Playwright
 the test is skipped, unless ``TWOSTEP_REQUIRE_BROWSER=1`` (CI), where it fails.
 """
 
