@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
+import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
 from ._crypto import KEY_FILE_ENV, KEYS_ENV, AESGCMKeyring
@@ -27,6 +30,9 @@ from ._setup import (
 from ._store import Store
 from .stores.sqlite import store_error
 
+if TYPE_CHECKING:
+    from ._unit_of_work import Context
+
 __all__ = ["main"]
 
 ISSUER_ENV = "TWOSTEP_ISSUER"
@@ -34,6 +40,8 @@ PASSWORD_ENV = "TWOSTEP_PASSWORD"  # noqa: S105 (the name of a variable, not a p
 DEFAULT_ISSUER = "twostep"
 #: ``rotate-key --reseal`` prints its progress every so many batches (of 200 users).
 RESEAL_REPORT_EVERY = 10
+#: ``import-users`` prints its progress every so many lines.
+IMPORT_REPORT_EVERY = 1000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -179,6 +187,169 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the users' life, by the operator (R80-R83, R90) -----------------------------------
+
+
+def _operator_context(args: argparse.Namespace, store: Store) -> Context:
+    """What the operator's stories of :mod:`twostep._stories.operator_users` run on."""
+    return _service(args, store)._context  # noqa: SLF001 (the CLI is part of the package)
+
+
+def _yes_no(value: str) -> bool:
+    return value in {"on", "yes"}
+
+
+def _cmd_list_users(args: argparse.Namespace) -> int:
+    from ._stories import operator_users
+
+    store = open_store(database_from(args))
+    try:
+        users = operator_users.list_users(
+            _operator_context(args, store),
+            args.account,
+            role=args.role,
+            two_factor=None if args.two_factor is None else _yes_no(args.two_factor),
+            active=None if args.active is None else _yes_no(args.active),
+        )
+        rows = [
+            (u.email, u.role.value, "on" if u.two_factor.enabled else "off", _yes(u.active))
+            for u in users
+        ]
+    finally:
+        store.close()
+    head = ("EMAIL", "ROLE", "2FA", "ACTIVE")
+    width = max(len(head[0]), *(len(r[0]) for r in rows)) if rows else len(head[0])
+    for email, role, two_factor, active in (head, *rows):
+        print(f"{email:<{width}}  {role:<7}  {two_factor:<3}  {active}", file=args.out)
+    print(f"{len(rows)} user(s)", file=args.err)
+    return 0
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _cmd_set_role(args: argparse.Namespace) -> int:
+    from ._stories import operator_users
+
+    store = open_store(database_from(args))
+    try:
+        user = operator_users.set_role(_operator_context(args, store), args.email, args.role)
+    finally:
+        store.close()
+    print(
+        f"{user.email} ({user.id}) is now {user.role.value}; recorded in the audit trail",
+        file=args.out,
+    )
+    return 0
+
+
+def _cmd_set_active(args: argparse.Namespace) -> int:
+    from ._stories import operator_users
+
+    active = args.command == "reactivate"
+    store = open_store(database_from(args))
+    try:
+        user = operator_users.set_active(_operator_context(args, store), args.email, active)
+    finally:
+        store.close()
+    what = "reactivated" if active else "deactivated, sessions ended"
+    print(f"{user.email} ({user.id}) {what}; recorded in the audit trail", file=args.out)
+    return 0
+
+
+def _cmd_delete_user(args: argparse.Namespace) -> int:
+    from ._stories import operator_users
+
+    database = database_from(args)
+    if not args.yes:
+        stdin: TextIO = args.stdin
+        if not stdin.isatty():
+            msg = "delete-user: not confirmed; pass --yes when standard input is not a terminal"
+            raise UsageError(msg)
+        print(f"Delete {args.email} and their secrets? [y/N] ", end="", file=args.err, flush=True)
+        if stdin.readline().strip().lower() not in {"y", "yes"}:
+            print("twostep: nothing deleted", file=args.err)
+            return 1
+    store = open_store(database)
+    try:
+        user = operator_users.delete_user(_operator_context(args, store), args.email)
+    finally:
+        store.close()
+    print(f"{user.email} ({user.id}) deleted; recorded in the audit trail", file=args.out)
+    return 0
+
+
+def _import_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, record or why the line is bad), from CSV or JSON lines.
+
+    A file whose first non-blank character is ``{`` is JSON lines; else CSV with the
+    header ``email,role,hash``.
+    """
+    with path.open(encoding="utf-8", newline="") as f:
+        first = f.read(1)
+        while first.isspace():
+            first = f.read(1)
+        f.seek(0)
+        if first == "{":
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    yield number, "not a JSON object"
+                    continue
+                yield number, record if isinstance(record, dict) else "not a JSON object"
+            return
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "email" not in reader.fieldnames:
+            yield 1, "the CSV header must be email,role,hash"
+            return
+        for record in reader:
+            yield reader.line_num, dict(record)
+
+
+def _cmd_import_users(args: argparse.Namespace) -> int:
+    database = database_from(args)
+    path = Path(args.file)
+    store = open_store(database)
+    imported = failed = seen = 0
+    try:
+        service = _service(args, store)
+        for number, record in _import_rows(path):
+            seen += 1
+            problem = record if isinstance(record, str) else _import_one(service, args, record)
+            if problem is None:
+                imported += 1
+            else:
+                failed += 1
+                print(f"twostep: {path}:{number}: {_one_line(problem)}", file=args.err)
+            if seen % IMPORT_REPORT_EVERY == 0:
+                print(f"{seen:,} line(s) read, {imported:,} imported", file=args.err, flush=True)
+    finally:
+        store.close()
+    print(f"{imported} user(s) imported, {failed} line(s) failed", file=args.out)
+    return 1 if failed else 0
+
+
+def _import_one(service: TwoStep, args: argparse.Namespace, record: dict[str, Any]) -> str | None:
+    """Import one record; ``None``, or why it failed (the other lines go on)."""
+    email, role = record.get("email"), record.get("role") or Role.MEMBER.value
+    password_hash = record.get("hash") or None
+    if not isinstance(email, str) or not email:
+        return "no email"
+    if not isinstance(role, str) or (
+        password_hash is not None and not isinstance(password_hash, str)
+    ):
+        return "role and hash must be text"
+    try:
+        service.import_user(args.account, email, role=role, password_hash=password_hash)
+    except TwoStepError as error:
+        return str(error)
+    return None
+
+
 # -- the parser ----------------------------------------------------------------------
 
 
@@ -261,6 +432,50 @@ def _parser() -> _Parser:
         "remove expired challenges, sessions, enrolments, forgotten throttle counters "
         "and audit events past retention",
         _cmd_purge,
+    )
+    listing = command(
+        "list-users",
+        "R83: list users (email, role, 2FA, active), of one account or of all",
+        _cmd_list_users,
+    )
+    listing.add_argument("--account", metavar="ID", help="only the users of this account")
+    listing.add_argument("--role", choices=[r.value for r in Role], help="only this role")
+    listing.add_argument(
+        "--2fa", dest="two_factor", choices=["on", "off"], help="only users with 2FA on, or off"
+    )
+    listing.add_argument(
+        "--active", choices=["yes", "no"], help="only active, or deactivated, users"
+    )
+    set_role = command(
+        "set-role",
+        "R80: change a user's role (a demotion ends their sessions); an account keeps an "
+        "active owner",
+        _cmd_set_role,
+    )
+    set_role.add_argument("email", metavar="EMAIL")
+    set_role.add_argument("role", metavar="ROLE", choices=[r.value for r in Role])
+    for name, text in (
+        ("deactivate", "R81: deactivate a user: sessions end, login is refused, data stays"),
+        ("reactivate", "R81: let a deactivated user log in again, with the 2FA they had"),
+    ):
+        command(name, text, _cmd_set_active).add_argument("email", metavar="EMAIL")
+    delete = command(
+        "delete-user",
+        "R82: delete a user and their secrets (the audit trail stays); asks to confirm",
+        _cmd_delete_user,
+    )
+    delete.add_argument("email", metavar="EMAIL")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    imports = command(
+        "import-users",
+        "R90: import users from a CSV file (header email,role,hash) or JSON lines "
+        '({"email": ..., "role": ..., "hash": ...}); an empty hash makes a user without '
+        "a twostep password; a bad line is reported and the others go on",
+        _cmd_import_users,
+    )
+    imports.add_argument("file", metavar="FILE")
+    imports.add_argument(
+        "--account", metavar="ID", required=True, help="the account the users join"
     )
     return parser
 
