@@ -21,6 +21,10 @@ refusal                                    what may change
 ``"replayed"``)                            and client keys, which only grow, and the
                                            attempt count of at most one login challenge,
                                            by one (R6)
+``EmailTaken`` of an email change          the audit trail; for ``change_email``, what the
+(R88, R89)                                 right password and code did before it was told
+                                           (the counts settled, the code used up); every
+                                           user keeps their email
 =========================================  ===============================================
 
 Volume runs on the in-memory store, one test per operation; one pass runs every
@@ -53,7 +57,8 @@ from twostep.testing import FAST, ManualClock, Phone
 
 from .conftest import PASSWORD, store_snapshot
 
-#: Parameters of every public operation; a leading ``*`` marks a keyword that may be left out.
+#: Parameters of every public operation; a leading ``*`` marks a keyword that may be left out,
+#: a leading ``=`` a keyword that must be given.
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "create_account": ("name",),
     "create_user": ("account_id", "email", "password", "role"),
@@ -68,6 +73,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "change_password": ("session", "current", "new", "*code"),
     "begin_password_reset": ("email", "*client"),
     "complete_password_reset": ("token", "new_password"),
+    "change_email": ("session", "new_email", "=password", "*code"),
     "confirm_enrollment": ("session", "code"),
     "disable_two_factor": ("session", "code"),
     "begin_reset": ("session", "code"),
@@ -91,6 +97,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "deactivate_user": ("session", "user_id"),
     "reactivate_user": ("session", "user_id"),
     "delete_user": ("session", "user_id"),
+    "set_email": ("session", "user_id", "new_email"),
     "list_users": ("session", "*limit", "*cursor", "*role", "*two_factor", "*active"),
     "purge_expired": (),
     "reseal_secrets": ("*batch", "*progress"),
@@ -263,6 +270,11 @@ FITTING: dict[str, st.SearchStrategy[object]] = {
     "current": st.one_of(refs("password"), st.text(min_size=8, max_size=20)),
     "new": st.text(min_size=8, max_size=20),
     "new_password": st.text(min_size=8, max_size=20),
+    "new_email": st.one_of(
+        refs("owner_email", "member_email", "outsider_email"),
+        st.sampled_from(["Member@ACME.test", "someone.new@acme.test"]),
+        st.emails(),
+    ),
     "token": TOKEN_LIKE,
     "required": st.booleans(),
     "password_hash": st.one_of(
@@ -468,8 +480,12 @@ NOTHING_CHANGES = (
 )
 
 
-def may_change(error: ts.TwoStepError) -> set[str]:
+def may_change(error: ts.TwoStepError, operation: str) -> set[str]:
     """The tables a refusal may touch (see the table at the top of this module)."""
+    if isinstance(error, ts.EmailTaken) and operation == "change_email":
+        return {"audit", "throttles", "users"}  # told after the password and code (R88)
+    if isinstance(error, ts.EmailTaken) and operation == "set_email":
+        return {"audit"}
     if isinstance(error, ts.InvalidCode):
         if error.reason == "malformed":
             return set()
@@ -500,9 +516,17 @@ def attempts_of(row: object) -> int:
     return int(row[5])  # type: ignore[index]
 
 
-def check_refusal(before: dict[str, object], after: dict[str, object], error: Exception) -> None:
+def emails_of(table: object) -> dict[object, object]:
+    return {k: u.email if isinstance(u, ts.User) else u[2] for k, u in rows(table).items()}  # type: ignore[index]
+
+
+def check_refusal(
+    before: dict[str, object], after: dict[str, object], error: Exception, operation: str
+) -> None:
     assert isinstance(error, ts.TwoStepError)
-    allowed = may_change(error)
+    allowed = may_change(error, operation)
+    if "users" in allowed:  # a code used up, and nothing else: every email as it was
+        assert emails_of(after["users"]) == emails_of(before["users"])
     for table, was in before.items():
         if table not in allowed:
             assert after[table] == was, (type(error).__name__, error.reason, table)
@@ -514,7 +538,7 @@ def check_refusal(before: dict[str, object], after: dict[str, object], error: Ex
             assert new[: len(old)] == old
         else:
             assert set(old) <= set(new)
-    if "throttles" in allowed:  # counts only grow
+    if "throttles" in allowed and not isinstance(error, ts.EmailTaken):  # counts only grow
         old_t, new_t = rows(before["throttles"]), rows(after["throttles"])
         for key, row in old_t.items():
             assert key in new_t
@@ -546,13 +570,15 @@ def call_with(templates: Templates, kind: str, operation: str, values: list[obje
             if param.startswith("*"):
                 if value is not OMIT:
                     kwargs[param[1:]] = resolve(value, template.refs)
+            elif param.startswith("="):
+                kwargs[param[1:]] = resolve(value, template.refs)
             else:
                 args.append(resolve(value, template.refs))
         before = store_snapshot(store)
         try:
             getattr(service, operation)(*args, **kwargs)
         except ts.TwoStepError as error:
-            check_refusal(before, store_snapshot(store), error)
+            check_refusal(before, store_snapshot(store), error, operation)
         # Anything else (TypeError, UnicodeEncodeError, ...) fails the test as it is.
     finally:
         store.close()
@@ -560,7 +586,7 @@ def call_with(templates: Templates, kind: str, operation: str, values: list[obje
 
 def arguments(operation: str) -> st.SearchStrategy[list[object]]:
     def value(param: str) -> st.SearchStrategy[object]:
-        name = param.lstrip("*")
+        name = param.lstrip("*=")
         # Not one_of(fitting, anything): one_of flattens, which would weigh each branch alike.
         fitting = st.sampled_from([FITTING[name], anything]).flatmap(lambda s: s)
         return st.one_of(st.just(OMIT), fitting) if param.startswith("*") else fitting
@@ -584,7 +610,7 @@ def test_every_public_operation_is_fuzzed() -> None:
     assert public == set(OPERATIONS)
     for name, params in OPERATIONS.items():
         signature = inspect.signature(getattr(ts.TwoStep, name))
-        assert [p.lstrip("*") for p in params] == list(signature.parameters)[1:], name
+        assert [p.lstrip("*=") for p in params] == list(signature.parameters)[1:], name
 
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))

@@ -99,6 +99,15 @@ def expected(
         if target == "self":
             failed.add("target_is_self")
         return result("R82" if action is ts.Action.DELETE_USER else "R81")
+    if action is ts.Action.SET_EMAIL:
+        # R89: an owner, to another user of the account; their own email takes R88
+        if not is_owner:
+            failed.add("owner_only")
+        if target in ("none", "other_account"):
+            failed.add("target_in_other_account")
+        if target == "self":
+            failed.add("target_is_self")
+        return result("R89")
     if action is ts.Action.LIST_USERS:  # R83: owner or manager
         if not is_admin:
             failed.add("owner_or_manager_only")
@@ -210,4 +219,5 @@ def test_r20_r41_r80_r82_owner_only_actions_are_exactly_these() -> None:
         ts.Action.DEACTIVATE_USER,
         ts.Action.REACTIVATE_USER,
         ts.Action.DELETE_USER,
+        ts.Action.SET_EMAIL,
     }

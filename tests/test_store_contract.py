@@ -193,6 +193,66 @@ def test_add_user_refuses_a_taken_email_in_any_case(contract_store: ts.Store) ->
     assert found.id == "u1"
 
 
+def test_r88_put_user_changes_an_email_and_frees_the_old_one(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "Old@Example.test"), user("u2", "other@example.test"))
+    with contract_store.transaction() as tx:
+        old = tx.get_user("u1")
+        assert old is not None
+        tx.put_user(replace(old, email="New@Example.test"))
+        assert tx.find_user_by_email("old@example.test") is None  # within the transaction
+    with contract_store.transaction(write=False) as tx:
+        found = tx.find_user_by_email("new@example.test")
+        assert found is not None
+        assert (found.id, found.email) == ("u1", "New@Example.test")
+        assert tx.find_user_by_email("old@example.test") is None
+    with contract_store.transaction() as tx:  # the old email is free for anyone
+        tx.add_user(user("u3", "OLD@example.test"))
+        moved = tx.get_user("u2")
+        assert moved is not None
+        tx.put_user(replace(moved, email="new.two@example.test"))
+    with contract_store.transaction(write=False) as tx:
+        assert [tx.find_user_by_email(k) for k in ("old@example.test", "other@example.test")] == [
+            user("u3", "OLD@example.test"),
+            None,
+        ]
+        again = tx.find_user_by_email("new.two@example.test")
+        assert again is not None
+        assert again.id == "u2"
+
+
+def test_r88_put_user_changes_only_the_case_of_an_email(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "same@example.test"))
+    with contract_store.transaction() as tx:
+        tx.put_user(user("u1", "Same@EXAMPLE.test"))
+    with contract_store.transaction(write=False) as tx:
+        found = tx.find_user_by_email("same@example.test")
+    assert found is not None
+    assert (found.id, found.email) == ("u1", "Same@EXAMPLE.test")
+
+
+@pytest.mark.parametrize("taken", ["b@example.test", "B@Example.TEST"])
+def test_r88_put_user_refuses_another_users_email_in_any_case(
+    contract_store: ts.Store, taken: str
+) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+
+    def writes(tx: ts.Transaction) -> None:
+        tx.put_account(account("acc2"))
+        tx.put_user(user("u1", taken))
+
+    with pytest.raises(ts.EmailTaken), contract_store.transaction() as tx:
+        writes(tx)
+    with contract_store.transaction(write=False) as tx:  # rolled back, both unchanged
+        assert tx.get_account("acc2") is None
+        assert tx.get_user("u1") == user("u1", "a@example.test")
+        assert tx.find_user_by_email("a@example.test") == user("u1", "a@example.test")
+        assert tx.find_user_by_email("b@example.test") == user("u2", "b@example.test")
+    with contract_store.transaction() as tx:  # and the store goes on
+        tx.put_user(user("u1", "c@example.test"))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.find_user_by_email("c@example.test") == user("u1", "c@example.test")
+
+
 def test_users_of_an_account_in_creation_order(contract_store: ts.Store) -> None:
     users = [
         user(f"u{i}", f"u{i}@example.test", created_at=T0 + timedelta(seconds=10 - i))

@@ -40,6 +40,9 @@ class AuditAction(enum.StrEnum):
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (a name); a user changed it (R85)
     PASSWORD_RESET_STARTED = "password_reset_started"  # noqa: S105 (a name); R86, a token
     PASSWORD_RESET = "password_reset"  # noqa: S105 (a name); a token set a new password (R86)
+    # An email changed: by its user ("by_user", R88) or by an owner ("by_owner", R89).
+    # Neither address is recorded: the event names the user by id.
+    EMAIL_CHANGED = "email_changed"
     # 2FA was reset: by its user on a new phone ("new_device", R40), by an owner
     # ("by_owner", R41) or by the installation's operator ("out_of_band", R42).
     TWO_FACTOR_RESET = "two_factor_reset"

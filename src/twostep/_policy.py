@@ -31,6 +31,7 @@ class Action(enum.StrEnum):
     REACTIVATE_USER = "reactivate_user"
     DELETE_USER = "delete_user"
     LIST_USERS = "list_users"
+    SET_EMAIL = "set_email"
 
 
 ANYONE = frozenset(Role)
@@ -75,6 +76,8 @@ POLICY: dict[Action, Rule] = {
     Action.REACTIVATE_USER: Rule("R81", OWNERS, targets_other=True),
     Action.DELETE_USER: Rule("R82", OWNERS, targets_other=True),
     Action.LIST_USERS: Rule("R83/R50", ADMINS),
+    # An owner changes another user's email (R89); their own takes their password (R88).
+    Action.SET_EMAIL: Rule("R89", OWNERS, targets_other=True),
 }
 
 _ROLE_REASONS = {OWNERS: "owner_only", ADMINS: "owner_or_manager_only"}

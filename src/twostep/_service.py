@@ -188,6 +188,19 @@ class TwoStep:
         """R86: set the password with a reset token; every session ends, nobody logs in."""
         credentials.complete_password_reset(self._context, token, new_password)
 
+    def change_email(
+        self, session: SessionRef, new_email: str, *, password: str, code: str | None = None
+    ) -> Session:
+        """R88: a new email, with the current password and, with 2FA, a code.
+
+        ``EmailTaken`` if another user has it, in any case. Every session of the user
+        ends, the one given included; the one returned replaces it. Authenticator apps
+        keep the label they were given (the old email).
+        """
+        from ._stories import emails  # first use: see _stories.emails
+
+        return emails.change_email(self._context, session, new_email, password, code)
+
     # -- one's own 2FA (R5, R10, R11, R30-R32, R40) -----------------------------------
 
     def two_factor_status(self, session: SessionRef) -> TwoFactorStatus:
@@ -294,6 +307,12 @@ class TwoStep:
         from ._stories import users  # first use: see _stories.users
 
         users.delete_user(self._context, session, user_id)
+
+    def set_email(self, session: SessionRef, user_id: str, new_email: str) -> None:
+        """R89: an owner changes another user's email; that user's sessions end."""
+        from ._stories import emails  # first use: see _stories.emails
+
+        emails.set_email(self._context, session, user_id, new_email)
 
     def list_users(
         self,

@@ -60,7 +60,13 @@ class Transaction(Protocol):
         ...
 
     def put_user(self, user: User) -> None:
-        """Replace an existing user."""
+        """Replace an existing user.
+
+        A new email (R88, R89) frees the old one and is found by
+        :meth:`find_user_by_email` from then on; if another user has it (any case: the
+        same ``email_key``), raise :class:`~twostep.EmailTaken`, after which the
+        transaction is only fit to be rolled back (on PostgreSQL it is aborted).
+        """
         ...
 
     def users_in(self, account_id: str, query: UserQuery) -> list[User]:

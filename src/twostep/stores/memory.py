@@ -117,6 +117,14 @@ class _Tx:
         self._set(self._s.users, user.id, user)
 
     def put_user(self, user: User) -> None:
+        old = self._s.users.get(user.id)
+        if old is not None and old.email_key != user.email_key:  # a new email (R88, R89)
+            if self._s.emails.get(user.email_key, user.id) != user.id:
+                msg = "a user with this email already exists"
+                raise EmailTaken(msg)
+            if self._s.emails.get(old.email_key) == user.id:
+                self._set(self._s.emails, old.email_key, _MISSING)
+            self._set(self._s.emails, user.email_key, user.id)
         self._set(self._s.users, user.id, user)
 
     def users_in(self, account_id: str, query: UserQuery) -> list[User]:

@@ -148,7 +148,14 @@ class _Tx:
 
     def put_user(self, user: User) -> None:
         row = _sql.user_row(user)
-        self._conn.execute(_UPDATE_USER, (*row[1:], row[0]))
+        try:
+            self._conn.execute(_UPDATE_USER, (*row[1:], row[0]))
+        except errors.UniqueViolation as error:  # a new email another user has (R88)
+            # No savepoint on this hot path: the transaction is aborted, and rolls back.
+            if "email_key" in (error.diag.constraint_name or ""):
+                msg = "a user with this email already exists"
+                raise EmailTaken(msg) from None
+            raise
 
     def users_in(self, account_id: str, query: UserQuery) -> list[User]:
         # Locks nothing: the stories that count owners lock the account first.

@@ -164,7 +164,13 @@ class _Tx:
             _USER_FIELDS if old is None else tuple(i for i in _USER_FIELDS if row[i] != old[i])
         )
         if changed:
-            self._db.execute(_update_user(changed), (*(row[i] for i in changed), row[0]))
+            try:
+                self._db.execute(_update_user(changed), (*(row[i] for i in changed), row[0]))
+            except sqlite3.IntegrityError as error:  # a new email another user has (R88)
+                if "email_key" in str(error):
+                    msg = "a user with this email already exists"
+                    raise EmailTaken(msg) from None
+                raise
         self._users[user.id] = row
 
     def users_in(self, account_id: str, query: UserQuery) -> list[User]:
