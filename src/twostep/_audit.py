@@ -33,16 +33,16 @@ class AuditAction(enum.StrEnum):
     # are recorded under it. What follows is a login's own events.
     SECOND_STEP_BEGUN = "second_step_begun"
     LOGOUT = "logout"  # a session ended at its user's request
-    ENROLLMENT_STARTED = "enrollment_started"  # a new secret is waiting for its first code
-    TWO_FACTOR_ENABLED = "two_factor_enabled"  # a first code confirmed an enrolment (R10)
-    TWO_FACTOR_DISABLED = "two_factor_disabled"  # a user turned their own 2FA off (R31)
-    RESET_STARTED = "reset_started"  # a user began moving to a new phone (R40)
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (a name); a user changed it (R85)
     PASSWORD_RESET_STARTED = "password_reset_started"  # noqa: S105 (a name); R86, a token
     PASSWORD_RESET = "password_reset"  # noqa: S105 (a name); a token set a new password (R86)
     # An email changed: by its user ("by_user", R88) or by an owner ("by_owner", R89).
     # Neither address is recorded: the event names the user by id.
     EMAIL_CHANGED = "email_changed"
+    ENROLLMENT_STARTED = "enrollment_started"  # a new secret is waiting for its first code
+    TWO_FACTOR_ENABLED = "two_factor_enabled"  # a first code confirmed an enrolment (R10)
+    TWO_FACTOR_DISABLED = "two_factor_disabled"  # a user turned their own 2FA off (R31)
+    RESET_STARTED = "reset_started"  # a user began moving to a new phone (R40)
     # 2FA was reset: by its user on a new phone ("new_device", R40), by an owner
     # ("by_owner", R41) or by the installation's operator ("out_of_band", R42).
     TWO_FACTOR_RESET = "two_factor_reset"
