@@ -142,6 +142,36 @@ def test_r87_a_reset_by_email_alone_never_bypasses_or_resets_2fa(world: World) -
         world.service.complete_login(reset.token, phone.code())
 
 
+def test_r86_a_reset_ends_every_login_under_way_and_every_other_token(world: World) -> None:
+    phone = world.enroll(world.login(world.member))
+    # Someone with the old password is half-way through a login...
+    pending = world.service.login(world.member.email, PASSWORD)
+    assert isinstance(pending, ts.CodeRequired)
+    first = world.service.begin_password_reset(world.member.email)
+    second = world.service.begin_password_reset(world.member.email)
+    world.service.complete_password_reset(second.token, NEW)
+    world.clock.advance(30)
+    # ...and can no longer finish it with a code; nor does the other token work.
+    with pytest.raises(ts.ChallengeExpired):
+        world.service.complete_login(pending, phone.code())
+    with pytest.raises(ts.ChallengeExpired):
+        world.service.complete_password_reset(first.token, "another new passphrase")
+
+
+def test_r85_a_change_ends_every_login_under_way(world: World) -> None:
+    session = world.login(world.member)
+    pending = world.service.login(world.member.email, PASSWORD)
+    assert isinstance(pending, ts.LoggedIn)  # no 2FA: nothing under way to end here
+    phone = world.enroll(session)
+    pending = world.service.login(world.member.email, PASSWORD)
+    assert isinstance(pending, ts.CodeRequired)
+    world.clock.advance(30)
+    world.service.change_password(session, PASSWORD, NEW, code=phone.code())
+    world.clock.advance(30)
+    with pytest.raises(ts.ChallengeExpired):
+        world.service.complete_login(pending, phone.code())
+
+
 def test_r86_an_unknown_email_gets_the_same_answer_and_its_token_opens_nothing(
     world: World,
 ) -> None:

@@ -747,6 +747,13 @@ class TwoStepMachine(RuleBasedStateMachine):
         target.active = active
         if not active:
             target.generation += 1
+            self.end_logins_under_way(target_name)
+
+    def end_logins_under_way(self, name: str) -> None:
+        """R81, R85, R86: the user's login challenges and reset tokens die with the change."""
+        for c in (*self.challenges, *self.resets):
+            if c.user == name:
+                c.gone = True
 
     @rule(pick=picks, actor_name=ACTORS, target_name=st.sampled_from(NAMES))
     def delete_user(self, pick: int, actor_name: str | None, target_name: str) -> None:
@@ -893,6 +900,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             self.code_used(u, code)
         u.password = new
         u.generation += 1  # every session ends, the one used included
+        self.end_logins_under_way(s.user)
         self.add_session(s.user, session)
 
     @rule(name=st.sampled_from(NAMES))
@@ -932,6 +940,7 @@ class TwoStepMachine(RuleBasedStateMachine):
         assert self.two_factor_states() == before  # R87: 2FA untouched, of anyone
         u.password = new
         u.generation += 1  # every session of the user ends
+        self.end_logins_under_way(r.user)
 
     @precondition(lambda self: self.resets)
     @rule(pick=picks)

@@ -329,6 +329,25 @@ def test_sealed_key_ids_counts_each_key_and_gives_its_first_user(
 # -- challenges, sessions, throttles ---------------------------------------------------------
 
 
+def test_every_challenge_of_a_user_can_be_deleted_at_once(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    kinds = [ChallengeKind.CODE, ChallengeKind.ENROLLMENT, ChallengeKind.PASSWORD_RESET]
+    made = [
+        LoginChallenge(f"{owner}{i}".ljust(64, "x"), owner, kind, T0, T0 + timedelta(minutes=5))
+        for owner in ("u1", "u2")
+        for i, kind in enumerate(kinds)
+    ]
+    with contract_store.transaction() as tx:
+        for challenge in made:
+            tx.put_challenge(challenge)
+    with contract_store.transaction() as tx:
+        tx.delete_challenges_of("u1")
+        tx.delete_challenges_of("nobody")
+    with contract_store.transaction(write=False) as tx:
+        left = [c for c in made if tx.get_challenge(c.token_hash) is not None]
+    assert left == [c for c in made if c.user_id == "u2"]
+
+
 def test_challenge_round_trip_update_and_delete(contract_store: ts.Store) -> None:
     seed(contract_store, user("u1", "a@example.test"))
     challenge = LoginChallenge(

@@ -99,6 +99,7 @@ def _new_password(context: Context, w: Work, user: User, checked: User, new_hash
         raise InvalidCredentials(msg)
     user = user.with_new_password(new_hash)
     w.tx.put_user(user)
+    w.tx.delete_challenges_of(user.id)  # logins under way with the old password end
     account = w.tx.get_account(user.account_id)
     assert account is not None  # users reference their account
     session = issue_session(w, context.settings, user, account)
@@ -189,6 +190,7 @@ def complete_password_reset(context: Context, token: object, new: object) -> Non
             msg = "the password reset expired; ask for a new one"
             raise KeepAndRaise(ChallengeExpired(msg, reason="expired"))
         w.tx.put_user(user.with_new_password(new_hash))
+        w.tx.delete_challenges_of(user.id)  # logins under way and other reset tokens end
         _audit_reset(w, AuditAction.PASSWORD_RESET, user, Outcome.SUCCESS, "all_sessions_ended")
 
 

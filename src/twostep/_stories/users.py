@@ -77,6 +77,8 @@ def set_active(context: Context, session: object, user_id: object, active: bool)
             _keep_an_owner(w, actor, target, audit_as, "R81")
         generation = target.session_generation + (0 if active else 1)
         w.tx.put_user(replace(target, active=active, session_generation=generation))
+        if not active:
+            w.tx.delete_challenges_of(target.id)  # a login under way ends too (R81)
         w.audit(
             audit_as,
             Outcome.SUCCESS,

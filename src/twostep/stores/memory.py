@@ -184,6 +184,11 @@ class _Tx:
     def delete_challenge(self, token_hash: str) -> None:
         self._set(self._s.challenges, token_hash, _MISSING)
 
+    def delete_challenges_of(self, user_id: str) -> None:
+        for key, challenge in list(self._s.challenges.items()):
+            if challenge.user_id == user_id:
+                self._set(self._s.challenges, key, _MISSING)
+
     def get_session(self, token_hash: str) -> SessionRecord | None:
         return self._s.sessions.get(token_hash)
 

@@ -211,6 +211,10 @@ class _Tx:
     def delete_challenge(self, token_hash: str) -> None:
         self._conn.execute("DELETE FROM challenges WHERE token_hash = %s", (token_hash,))
 
+    def delete_challenges_of(self, user_id: str) -> None:
+        # A scan (no index on user_id, see delete_user): rare, and the table is short-lived.
+        self._conn.execute("DELETE FROM challenges WHERE user_id = %s", (user_id,))
+
     def get_session(self, token_hash: str) -> SessionRecord | None:
         # Sessions are only ever inserted and deleted, never updated: nothing to lock.
         row = self._one(

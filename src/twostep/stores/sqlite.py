@@ -215,6 +215,10 @@ class _Tx:
     def delete_challenge(self, token_hash: str) -> None:
         self._db.execute("DELETE FROM challenges WHERE token_hash = ?", (token_hash,))
 
+    def delete_challenges_of(self, user_id: str) -> None:
+        # A scan (no index on user_id, see delete_user): rare, and the table is short-lived.
+        self._db.execute("DELETE FROM challenges WHERE user_id = ?", (user_id,))
+
     def get_session(self, token_hash: str) -> SessionRecord | None:
         row = self._one(_GET_SESSION, (token_hash,))
         return None if row is None else _sql.session_of(row)
