@@ -9,6 +9,7 @@ The outage tests stop and start a throwaway server of their own, one for the mod
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,7 +46,10 @@ def server() -> Iterator[pgserver.Cluster]:
     """A server of this module's own, which its tests stop and start (and leave running)."""
     pgserver.base_dsn()  # skips, or fails when PostgreSQL is required, without one
     if pgserver._bindir() is None:
-        pytest.skip("stopping a server needs the PostgreSQL binaries (initdb, pg_ctl)")
+        reason = "stopping a server needs the PostgreSQL binaries (initdb, pg_ctl)"
+        if os.environ.get(pgserver.REQUIRE_ENV) == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
     cluster = pgserver.start_cluster()
     yield cluster
     with suppress(RuntimeError):  # a server left stopped: its directory goes all the same
