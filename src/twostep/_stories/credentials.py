@@ -8,6 +8,8 @@ a code at the next login (the pitfall of resets that bypass the second factor).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .. import _validate as check
 from .._audit import AuditAction, Outcome
 from .._code_check import Against, CodeAttempt, Passed, present_code
@@ -49,45 +51,76 @@ def change_password(
     settings = context.settings
     given = check.password(current, settings, new=False)
     wanted = check.password(new, settings, new=True)
+
+    def change(w: Work, user: User, checked: User, new_hash: str) -> Session:
+        return _new_password(context, w, user, checked, new_hash)
+
+    return with_own_password(
+        context,
+        session,
+        given,
+        code,
+        action=AuditAction.PASSWORD_CHANGED,
+        prepare=lambda: context.passwords.hash(wanted),
+        change=change,
+    )
+
+
+def with_own_password(
+    context: Context,
+    session: object,
+    password: str,
+    code: object,
+    *,
+    action: AuditAction,
+    prepare: Callable[[], str],
+    change: Callable[[Work, User, User, str], Session],
+) -> Session:
+    """A change of one's own credentials: the current password, then a code with 2FA.
+
+    The password is checked like a login's (R6, R71: counted on the email); ``prepare``
+    (slow work, e.g. a new hash) runs only after a right password, outside any lock; a
+    user with 2FA then gives a code through the one code path, and ``change`` runs in the
+    transaction that used it, with the user as they are then and as they were checked.
+    """
+    settings = context.settings
     with context.work(write=False) as w:
         user = authenticate(w, settings, session).user
     if user.two_factor.enabled and code is None:
-        msg = "a code from the app, or a backup code, is needed to change the password"
+        msg = "a code from the app, or a backup code, is needed for this change"
         raise InvalidInput(msg, reason="code_required")
 
-    # The current password is checked like a login's (R6, R71): counted on the email.
     with context.work() as w:
         user = authenticate(w, settings, session).user
         counters = password_counters(w, settings, user.email_key, None)
         refusal = blocked(w, counters)
         if refusal is not None:
-            _audit(w, user, Outcome.THROTTLED, reason=refusal.scope)
+            _audit(w, action, user, Outcome.THROTTLED, reason=refusal.scope)
             raise KeepAndRaise(refusal)
         admit(w, counters)
-    ok = context.passwords.verify(user.password_hash, given)
-    new_hash = context.passwords.hash(wanted) if ok else ""
+    ok = context.passwords.verify(user.password_hash, password)
+    prepared = prepare() if ok else ""
     with context.work() as w:
         settle(w, counters, ok=ok, admitted=True)
         if not ok:
-            _audit(w, user, Outcome.FAILURE, reason="invalid_credentials")
+            _audit(w, action, user, Outcome.FAILURE, reason="invalid_credentials")
             msg = "the current password is wrong"
             raise KeepAndRaise(InvalidCredentials(msg))
         if not user.two_factor.enabled:
-            actor = authenticate(w, settings, session).user
-            return _new_password(context, w, actor, user, new_hash)
+            return change(w, authenticate(w, settings, session).user, user, prepared)
 
     def load(w: Work) -> CodeAttempt:
         actor = authenticate(w, settings, session)
         return CodeAttempt(
             actor.user,
             actor.account,
-            AuditAction.PASSWORD_CHANGED,
+            action,
             Against.CONFIRMED,
             code_counters(settings, actor.user.id, None),
         )
 
     def apply(w: Work, _: CodeAttempt, passed: Passed) -> Session:
-        return _new_password(context, w, passed.user, user, new_hash)
+        return change(w, passed.user, user, prepared)
 
     return present_code(context, code, load, apply)
 
@@ -103,13 +136,15 @@ def _new_password(context: Context, w: Work, user: User, checked: User, new_hash
     account = w.tx.get_account(user.account_id)
     assert account is not None  # users reference their account
     session = issue_session(w, context.settings, user, account)
-    _audit(w, user, Outcome.SUCCESS, reason="other_sessions_ended")
+    _audit(w, AuditAction.PASSWORD_CHANGED, user, Outcome.SUCCESS, reason="other_sessions_ended")
     return session
 
 
-def _audit(w: Work, user: User, outcome: Outcome, *, reason: str | None) -> None:
+def _audit(
+    w: Work, action: AuditAction, user: User, outcome: Outcome, *, reason: str | None
+) -> None:
     w.audit(
-        AuditAction.PASSWORD_CHANGED,
+        action,
         outcome,
         account_id=user.account_id,
         actor_id=user.id,

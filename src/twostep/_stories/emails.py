@@ -16,15 +16,14 @@ from dataclasses import replace
 
 from .. import _validate as check
 from .._audit import AuditAction, Outcome
-from .._code_check import Against, CodeAttempt, Passed, present_code
 from .._domain import User, email_key
-from .._errors import EmailTaken, InvalidCredentials, InvalidInput
+from .._errors import EmailTaken, InvalidCredentials
 from .._policy import Action
 from .._results import Session
 from .._sessions import authenticate, issue_session
-from .._throttling import admit, blocked, code_counters, password_counters, settle
 from .._unit_of_work import Context, KeepAndRaise, Work
 from ._shared import allow
+from .credentials import with_own_password
 from .users import _target as target_of
 
 __all__ = ["change_email", "set_email"]
@@ -40,49 +39,15 @@ def change_email(
     Returns the session that replaces the one given: every earlier session of the user,
     that one included, stops working.
     """
-    settings = context.settings
     address = check.email(new_email)
-    given = check.password(password, settings, new=False)
-    with context.work(write=False) as w:
-        user = authenticate(w, settings, session).user
-    if user.two_factor.enabled and code is None:
-        msg = "a code from the app, or a backup code, is needed to change the email"
-        raise InvalidInput(msg, reason="code_required")
+    given = check.password(password, context.settings, new=False)
 
-    # The current password is checked like a login's (R6, R71): counted on the email.
-    with context.work() as w:
-        user = authenticate(w, settings, session).user
-        counters = password_counters(w, settings, user.email_key, None)
-        refusal = blocked(w, counters)
-        if refusal is not None:
-            _audit(w, user, user, Outcome.THROTTLED, reason=refusal.scope)
-            raise KeepAndRaise(refusal)
-        admit(w, counters)
-    ok = context.passwords.verify(user.password_hash, given)
-    with context.work() as w:
-        settle(w, counters, ok=ok, admitted=True)
-        if not ok:
-            _audit(w, user, user, Outcome.FAILURE, reason="invalid_credentials")
-            msg = "the password is wrong"
-            raise KeepAndRaise(InvalidCredentials(msg))
-        if not user.two_factor.enabled:
-            actor = authenticate(w, settings, session).user
-            return _new_email(context, w, actor, user, address)
+    def change(w: Work, user: User, checked: User, _: str) -> Session:
+        return _new_email(context, w, user, checked, address)
 
-    def load(w: Work) -> CodeAttempt:
-        actor = authenticate(w, settings, session)
-        return CodeAttempt(
-            actor.user,
-            actor.account,
-            _CHANGED,
-            Against.CONFIRMED,
-            code_counters(settings, actor.user.id, None),
-        )
-
-    def apply(w: Work, _: CodeAttempt, passed: Passed) -> Session:
-        return _new_email(context, w, passed.user, user, address)
-
-    return present_code(context, code, load, apply)
+    return with_own_password(
+        context, session, given, code, action=_CHANGED, prepare=str, change=change
+    )
 
 
 def _new_email(context: Context, w: Work, user: User, checked: User, address: str) -> Session:
