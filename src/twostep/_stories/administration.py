@@ -15,7 +15,7 @@ from .._errors import InvalidInput, UnknownAccount, UnknownUser
 from .._policy import Action
 from .._results import AccountOverview, UserOverview
 from .._sessions import authenticate
-from .._unit_of_work import Context, KeepAndRaise
+from .._unit_of_work import Context, KeepAndRaise, Work
 from ._shared import allow
 
 if TYPE_CHECKING:
@@ -254,24 +254,39 @@ def create_user(
     user_role = check.role(role)
     password_hash = context.passwords.hash(password)
     with context.work() as w:
-        if w.tx.get_account(account_id) is None:
-            msg = "no such account"
-            raise UnknownAccount(msg)
-        user = User(
-            id=_new_id(),
-            account_id=account_id,
-            email=address,
-            role=user_role,
-            password_hash=password_hash,
-            created_at=w.now,
-        )
-        w.tx.add_user(user)
-        w.audit(
-            AuditAction.USER_CREATED,
-            Outcome.SUCCESS,
-            account_id=account_id,
-            actor_id=None,
-            target_id=user.id,
-            actor="operator",
-        )
-        return user
+        return add_user(w, _new_id(), account_id, address, user_role, password_hash)
+
+
+def add_user(
+    w: Work,
+    user_id: str,
+    account_id: str,
+    address: str,
+    role: Role,
+    password_hash: str,
+    *,
+    reason: str | None = None,
+) -> User:
+    """Store a new user of an existing account, audited as an operator's action."""
+    if w.tx.get_account(account_id) is None:
+        msg = "no such account"
+        raise UnknownAccount(msg)
+    user = User(
+        id=user_id,
+        account_id=account_id,
+        email=address,
+        role=role,
+        password_hash=password_hash,
+        created_at=w.now,
+    )
+    w.tx.add_user(user)
+    w.audit(
+        AuditAction.USER_CREATED,
+        Outcome.SUCCESS,
+        account_id=account_id,
+        actor_id=None,
+        target_id=user.id,
+        actor="operator",
+        reason=reason,
+    )
+    return user

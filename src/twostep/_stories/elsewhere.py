@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from .. import _validate as check
 from .._audit import AuditAction, Outcome
-from .._domain import Role, User
-from .._errors import InvalidCredentials, InvalidInput, NotAllowed, UnknownAccount, UnknownUser
+from .._domain import User
+from .._errors import InvalidCredentials, InvalidInput, NotAllowed, UnknownUser
 from .._passwords import NO_PASSWORD
 from .._results import LoginStep
 from .._throttling import blocked, code_counters
 from .._unit_of_work import Context, KeepAndRaise, Work
-from .administration import _new_id
+from .administration import _new_id, add_user
 from .login import _after_password
 
 __all__ = ["begin_second_step", "import_user"]
@@ -44,31 +44,10 @@ def import_user(
 
         stored, how = normalize(password_hash), "imported_hash"
     with context.work() as w:
-        if w.tx.get_account(account_id) is None:
-            msg = "no such account"
-            raise UnknownAccount(msg)
         if w.tx.get_user(new_id) is not None:
             msg = "a user with this id already exists"
             raise InvalidInput(msg, reason="user_id_taken")
-        user = User(
-            id=new_id,
-            account_id=account_id,
-            email=address,
-            role=Role(user_role),
-            password_hash=stored,
-            created_at=w.now,
-        )
-        w.tx.add_user(user)
-        w.audit(
-            AuditAction.USER_CREATED,
-            Outcome.SUCCESS,
-            account_id=account_id,
-            actor_id=None,
-            target_id=user.id,
-            actor="operator",
-            reason=how,
-        )
-        return user
+        return add_user(w, new_id, account_id, address, user_role, stored, reason=how)
 
 
 def begin_second_step(context: Context, user_id: object, client: object) -> LoginStep:
