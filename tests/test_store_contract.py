@@ -288,6 +288,17 @@ def test_users_page_orders_by_id_after_a_cursor(contract_store: ts.Store) -> Non
         assert tx.users_page("c3", 2) == []
 
 
+def test_accounts_page_orders_by_id_after_a_cursor(contract_store: ts.Store) -> None:
+    # The operator's `twostep list-accounts` reads accounts page by page.
+    seed(contract_store, accounts=("m2", "b1", "z9", "b3"))
+    with contract_store.transaction(write=False) as tx:
+        assert [a.id for a in tx.accounts_page("", 10)] == ["b1", "b3", "m2", "z9"]
+        assert tx.accounts_page("", 1) == [account("b1")]
+        assert [a.id for a in tx.accounts_page("b1", 2)] == ["b3", "m2"]
+        assert [a.id for a in tx.accounts_page("m2", 2)] == ["z9"]
+        assert tx.accounts_page("z9", 2) == []
+
+
 def sealed(secret: str | None = None, pending: str | None = None) -> TwoFactorState:
     return TwoFactorState(secret=secret, pending_secret=pending)
 

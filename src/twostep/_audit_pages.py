@@ -10,12 +10,16 @@ the stores and ``twostep.AuditPage`` import it when they need it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import NamedTuple
 
 from ._audit import AuditEvent
 
 __all__ = ["AuditPage", "AuditQuery", "cursor_at", "position_of"]
+
+_NO_EMAILS: Mapping[str, str] = MappingProxyType({})
 
 
 class AuditQuery(NamedTuple):
@@ -41,11 +45,40 @@ class AuditPage(NamedTuple):
     """A page of the audit trail, newest first (R76).
 
     ``next_cursor`` gives the next, older page to ``TwoStep.audit_page``; ``None``
-    when this page is the last.
+    when this page is the last. ``emails`` maps the user ids the page's events name
+    (as actor or target) to the users' current emails, for the users of the account
+    who still exist; :meth:`who` and :meth:`describe` use it to say who did what to whom.
     """
 
     events: tuple[AuditEvent, ...]
     next_cursor: str | None
+    emails: Mapping[str, str] = _NO_EMAILS
+
+    def who(self, user_id: str | None) -> str | None:
+        """The email of the user ``user_id``, else the id itself (a deleted user)."""
+        return None if user_id is None else self.emails.get(user_id, user_id)
+
+    def actor_of(self, event: AuditEvent) -> str:
+        """Who acted: a user's email (or id), ``"operator"`` or ``"anonymous"``."""
+        if event.actor != "user" or event.actor_id is None:
+            return event.actor
+        return self.who(event.actor_id) or event.actor
+
+    def describe(self, event: AuditEvent) -> str:
+        """One line of plain text: who did what to whom, how it ended, and why.
+
+        For example ``ada@acme.example: two_factor_reset of cleo@acme.example:
+        success (by_owner)``. A target is named only when it is not the actor.
+        """
+        line = f"{self.actor_of(event)}: {event.action}"
+        if event.target_id is not None and event.target_id != event.actor_id:
+            line += f" of {self.who(event.target_id)}"
+        line += f": {event.outcome}"
+        if event.reason:
+            line += f" ({event.reason})"
+        if event.repeats > 1:
+            line += f", {event.repeats} times"
+        return line
 
 
 # A cursor is opaque to hosts: a version tag, then the position of the last event given.

@@ -20,7 +20,14 @@ from ._errors import ConfigurationError, StoreError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["AESGCMKeyring", "Cipher", "KEYS_ENV", "KEY_FILE_ENV", "shown_key_id"]
+__all__ = [
+    "AESGCMKeyring",
+    "Cipher",
+    "KEYS_ENV",
+    "KEY_FILE_ENV",
+    "key_file_for",
+    "shown_key_id",
+]
 
 KEYS_ENV = "TWOSTEP_KEYS"
 KEY_FILE_ENV = "TWOSTEP_KEY_FILE"
@@ -43,6 +50,18 @@ class Cipher(Protocol):
     def is_current(self, sealed: str) -> bool:
         """Whether ``sealed`` is under the current key (else rotation re-seals it)."""
         ...
+
+
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def key_file_for(database: str | os.PathLike[str]) -> str | None:
+    """Where ``twostep init`` puts the key of a SQLite database: ``<database>.key``.
+
+    ``None`` for a PostgreSQL DSN, whose key file is named by ``TWOSTEP_KEY_FILE``.
+    """
+    path = os.fspath(database)
+    return None if path.startswith(_POSTGRES_PREFIXES) else f"{path}.key"
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -202,16 +221,30 @@ class AESGCMKeyring:
         return cls.from_string(text, source=source)
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> AESGCMKeyring:
-        """Keys from ``TWOSTEP_KEYS``, else from the file ``TWOSTEP_KEY_FILE`` names."""
+    def from_environment(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        database: str | os.PathLike[str] | None = None,
+    ) -> AESGCMKeyring:
+        """Keys from ``TWOSTEP_KEYS``, else from the file ``TWOSTEP_KEY_FILE`` names.
+
+        With ``database`` (a SQLite file path), else from ``<database>.key`` if it
+        exists: the key file ``twostep init --database <database>`` writes, found as the
+        ``twostep`` command finds it. A PostgreSQL DSN has no such file.
+        """
         env = os.environ if environ is None else environ
         if env.get(KEYS_ENV):
             return cls.from_string(env[KEYS_ENV], source=KEYS_ENV)
         if env.get(KEY_FILE_ENV):
             path = env[KEY_FILE_ENV]
             return cls.from_file(path, source=f"{KEY_FILE_ENV} ({path})")
+        beside = None if database is None else key_file_for(database)
+        if beside is not None and os.path.exists(beside):  # noqa: PTH110 (see from_file)
+            return cls.from_file(beside)
+        where = f", or keep the key file of `twostep init` at {beside}" if beside else ""
         msg = (
-            f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV} (see `twostep init`), "
+            f"no encryption key: set {KEYS_ENV} or {KEY_FILE_ENV} (see `twostep init`){where}, "
             "or pass cipher=; twostep does not store TOTP secrets in plaintext"
         )
         raise ConfigurationError(msg)

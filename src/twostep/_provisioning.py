@@ -57,10 +57,14 @@ class Enrollment:
 
         return segno.make_qr(self.uri, error="m")
 
-    def qr_svg(self, *, scale: int = 4) -> str:
-        """The QR code as an SVG document."""
+    def qr_svg(self, *, scale: int = 4, light: str | None = "#ffffff") -> str:
+        """The QR code as an SVG document, dark modules on a ``light`` background.
+
+        The background is white by default, so that the code scans on a dark page too;
+        ``light=None`` leaves it transparent.
+        """
         out = io.BytesIO()
-        self._qr().save(out, kind="svg", scale=scale, xmldecl=False)
+        self._qr().save(out, kind="svg", scale=scale, xmldecl=False, light=light)
         return out.getvalue().decode()
 
     def qr_png(self, *, scale: int = 4) -> bytes:

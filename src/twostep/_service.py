@@ -42,14 +42,23 @@ __all__ = ["TwoStep"]
 SessionRef = str | Session
 
 
+def _keys_for(store: Store) -> AESGCMKeyring:
+    """The keys from the environment, else those ``twostep init`` wrote beside a SQLite file."""
+    path = getattr(store, "path", None)  # a SQLiteStore's database file
+    database = path if isinstance(path, str) and path not in {"", ":memory:"} else None
+    return AESGCMKeyring.from_environment(database=database)
+
+
 class TwoStep:
     """Password + TOTP two-step login for the users of an account (R1-R61).
 
     ``store`` keeps the state (``SQLiteStore`` is the embedded default), ``issuer``
-    names the installation in authenticator apps. ``cipher`` seals TOTP secrets at
-    rest; by default keys come from ``TWOSTEP_KEYS`` or ``TWOSTEP_KEY_FILE`` and
-    ``twostep`` refuses to start without one, or (``check_keys``) with keys that do
-    not open every stored secret. ``on_event`` is called with every audit event after
+    names the installation in authenticator apps (no ``:``, which the key-URI format
+    reserves). ``cipher`` seals TOTP secrets at rest; by default keys come from
+    ``TWOSTEP_KEYS``, ``TWOSTEP_KEY_FILE`` or, for a ``SQLiteStore``, the key file
+    ``twostep init`` wrote beside its database (``<database>.key``), and ``twostep``
+    refuses to start without one, or (``check_keys``) with keys that do not open
+    every stored secret. ``on_event`` is called with every audit event after
     it is committed (e.g. to email a user whose 2FA was turned off).
     """
 
@@ -65,13 +74,13 @@ class TwoStep:
         check_keys: bool = True,
     ) -> None:
         check_keys = check.flag(check_keys, "check_keys")
-        self.issuer = check.text(issuer, "issuer", check.MAX_NAME)
+        self.issuer = check.issuer(issuer)
         self.settings = settings if settings is not None else Settings()
         self._context = Context(
             store=store,
             clock=clock if clock is not None else SystemClock(),
             settings=self.settings,
-            cipher=cipher if cipher is not None else AESGCMKeyring.from_environment(),
+            cipher=cipher if cipher is not None else _keys_for(store),
             issuer=self.issuer,
             passwords=Passwords(self.settings.password_hash),
             on_event=on_event,

@@ -43,7 +43,7 @@ def database_from(args: argparse.Namespace) -> str:
 
 def default_key_file(database: str) -> Path:
     """Where ``twostep init`` puts the key of a SQLite database: ``<database>.key``."""
-    return Path(f"{database}.key")
+    return Path(f"{database}.key")  # as AESGCMKeyring.from_environment(database=) finds it
 
 
 def _read_key_file(path: Path, err: TextIO, source: str) -> AESGCMKeyring:

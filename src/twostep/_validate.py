@@ -47,6 +47,15 @@ def email(value: object) -> str:
     return address
 
 
+def issuer(value: object) -> str:
+    """The name authenticator apps show; the key-URI format forbids a colon in it."""
+    name = text(value, "issuer", MAX_NAME)
+    if ":" in name:
+        msg = "issuer must not contain ':' (the key-URI format separates issuer and label by it)"
+        raise InvalidInput(msg, reason="invalid_issuer")
+    return name
+
+
 def identifier(value: object, what: str) -> str:
     return text(value, what, MAX_ID)
 

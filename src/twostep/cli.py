@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
 from ._crypto import KEY_FILE_ENV, KEYS_ENV, AESGCMKeyring
+from ._audit import Outcome
 from ._domain import Role
 from ._errors import TwoStepError
 from ._service import TwoStep
@@ -222,6 +223,47 @@ def _cmd_list_users(args: argparse.Namespace) -> int:
     for email, role, two_factor, active in (head, *rows):
         print(f"{email:<{width}}  {role:<7}  {two_factor:<3}  {active}", file=args.out)
     print(f"{len(rows)} user(s)", file=args.err)
+    return 0
+
+
+def _cmd_list_accounts(args: argparse.Namespace) -> int:
+    from ._stories import operator_users
+
+    store = open_store(database_from(args))
+    try:
+        accounts = list(operator_users.list_accounts(_operator_context(args, store)))
+    finally:
+        store.close()
+    rows = [
+        (a.id, "required" if a.two_factor_required else "optional", a.name) for a in accounts
+    ]
+    width = max(len("ID"), *(len(r[0]) for r in rows)) if rows else len("ID")
+    for account_id, two_factor, name in (("ID", "2FA", "NAME"), *rows):
+        print(f"{account_id:<{width}}  {two_factor:<8}  {name}", file=args.out)
+    print(f"{len(rows)} account(s)", file=args.err)
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from ._stories import operator_users
+
+    store = open_store(database_from(args))
+    try:
+        page = operator_users.audit_page(
+            _operator_context(args, store),
+            args.account,
+            args.limit,
+            action=args.action,
+            email=args.user,
+            outcome=args.outcome,
+        )
+    finally:
+        store.close()
+    for event in page.events:
+        at = event.at.isoformat(timespec="seconds")
+        print(f"{at}  {_one_line(page.describe(event))}", file=args.out)
+    more = ", more before them (raise --limit)" if page.next_cursor else ""
+    print(f"{len(page.events)} event(s), newest first{more}", file=args.err)
     return 0
 
 
@@ -446,6 +488,23 @@ def _parser() -> _Parser:
     listing.add_argument(
         "--active", choices=["yes", "no"], help="only active, or deactivated, users"
     )
+    command(
+        "list-accounts",
+        "list the accounts (id, whether 2FA is required, name)",
+        _cmd_list_accounts,
+    )
+    audit = command(
+        "audit",
+        "R60: an account's newest audit events: who did what to whom, and how it ended",
+        _cmd_audit,
+    )
+    audit.add_argument("--account", metavar="ID", required=True, help="the account")
+    audit.add_argument(
+        "--limit", type=int, default=50, help="how many events, newest first (default 50)"
+    )
+    audit.add_argument("--action", help="only this action (e.g. login, two_factor_reset)")
+    audit.add_argument("--user", metavar="EMAIL", help="only events of this user, as actor or target")
+    audit.add_argument("--outcome", choices=[o.value for o in Outcome], help="only this outcome")
     set_role = command(
         "set-role",
         "R80: change a user's role (a demotion ends their sessions); an account keeps an "

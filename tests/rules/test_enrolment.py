@@ -23,7 +23,7 @@ def test_r10_enrolment_shows_uri_qr_code_and_secret(
 ) -> None:
     service = ts.TwoStep(
         store,
-        issuer="Acme: Analytics Co",
+        issuer="Acme & Analytics Co",
         clock=world.clock,
         settings=FAST,
         cipher=keyring,
@@ -35,13 +35,13 @@ def test_r10_enrolment_shows_uri_qr_code_and_secret(
     assert (parts.scheme, parts.netloc) == ("otpauth", "totp")
     issuer_part, colon, label_part = parts.path.removeprefix("/").partition(":")
     assert colon
-    assert issuer_part == "Acme%3A%20Analytics%20Co"  # spaces and the colon encoded
-    assert unquote(issuer_part) == "Acme: Analytics Co"
+    assert issuer_part == "Acme%20%26%20Analytics%20Co"  # spaces and the ampersand encoded
+    assert unquote(issuer_part) == "Acme & Analytics Co"
     assert unquote(label_part) == world.member.email
     query = parse_qs(parts.query)
     assert query["secret"] == [enrollment.secret]
-    assert query["issuer"] == ["Acme: Analytics Co"]
-    assert enrollment.uri.startswith("otpauth://totp/Acme%3A%20Analytics%20Co:")
+    assert query["issuer"] == ["Acme & Analytics Co"]
+    assert enrollment.uri.startswith("otpauth://totp/Acme%20%26%20Analytics%20Co:")
 
     assert len(base64.b32decode(enrollment.secret + "=" * (-len(enrollment.secret) % 8))) >= 20
     groups = enrollment.secret_groups.split(" ")

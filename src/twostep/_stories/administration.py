@@ -5,6 +5,7 @@ And the operator's stories: accounts and users created, a sole owner reset out o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ __all__ = [
     "audit_page",
     "audit_query",
     "audit_trail",
+    "emails_of",
     "create_account",
     "create_user",
     "operator_reset_two_factor",
@@ -160,9 +162,26 @@ def audit_page(
         actor = authenticate(w, context.settings, session)
         allow(w, Action.VIEW_AUDIT, actor, audit_as=AuditAction.AUDIT_TRAIL_VIEWED)
         found = w.tx.audit_page(actor.account.id, query._replace(limit=query.limit + 1))
-    page = found[: query.limit]
+        page = found[: query.limit]
+        emails = emails_of(w, actor.account.id, (e for _, e in page))
     more = len(found) > query.limit
-    return AuditPage(tuple(e for _, e in page), cursor_at(page[-1][0]) if more else None)
+    events = tuple(e for _, e in page)
+    return AuditPage(events, cursor_at(page[-1][0]) if more else None, emails)
+
+
+def emails_of(w: Work, account_id: str, events: Iterable[AuditEvent]) -> dict[str, str]:
+    """The emails of the actors and targets of ``events`` who are users of the account.
+
+    Read in the same unit of work as the events; a deleted user is not found (the
+    event of the deletion keeps the email it had).
+    """
+    ids = {i for e in events for i in (e.actor_id, e.target_id) if i is not None}
+    emails: dict[str, str] = {}
+    for user_id in sorted(ids):
+        user = w.tx.get_user(user_id)
+        if user is not None and user.account_id == account_id:
+            emails[user_id] = user.email
+    return emails
 
 
 def audit_query(

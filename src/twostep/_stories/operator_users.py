@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .. import _validate as check
 from .._audit import AuditAction, Outcome
-from .._domain import Role, User, email_key
+from .._domain import Account, Role, User, email_key
 from .._errors import NotAllowed, UnknownAccount, UnknownUser
 from .._unit_of_work import Context, KeepAndRaise, Work
 
-__all__ = ["delete_user", "list_users", "set_active", "set_role"]
+if TYPE_CHECKING:
+    from .._audit_pages import AuditPage
+
+__all__ = ["audit_page", "delete_user", "list_accounts", "list_users", "set_active", "set_role"]
 
 #: ``list_users`` reads so many users per unit of work.
 PAGE = 500
@@ -121,6 +125,50 @@ def list_users(
         if len(page) < PAGE:
             return
         after = (page[-1].created_at, page[-1].id)
+
+
+def list_accounts(context: Context) -> Iterator[Account]:
+    """Every account of the installation, by id, read page by page."""
+    after_id = ""
+    while True:
+        with context.work(write=False) as w:
+            page = w.tx.accounts_page(after_id, PAGE)
+        yield from page
+        if len(page) < PAGE:
+            return
+        after_id = page[-1].id
+
+
+def audit_page(
+    context: Context,
+    account_id: object,
+    limit: object,
+    *,
+    action: object = None,
+    email: object = None,
+    outcome: object = None,
+) -> AuditPage:
+    """R60 by the operator: an account's newest events, with its users' emails (R76).
+
+    ``email`` keeps the events of that user, as actor or target. Reading is not audited:
+    the operator reads the store itself.
+    """
+    from .._audit_pages import AuditPage, cursor_at
+    from .administration import audit_query, emails_of
+
+    account = check.identifier(account_id, "account_id")
+    address = None if email is None else check.email(email)
+    with context.work(write=False) as w:
+        if w.tx.get_account(account) is None:
+            msg = "no such account"
+            raise UnknownAccount(msg)
+        user_id = None if address is None else _target(w, address).id
+        query = audit_query(limit, None, action, user_id, outcome, None, None)
+        found = w.tx.audit_page(account, query._replace(limit=query.limit + 1))
+        page = found[: query.limit]
+        emails = emails_of(w, account, (e for _, e in page))
+    more = len(found) > query.limit
+    return AuditPage(tuple(e for _, e in page), cursor_at(page[-1][0]) if more else None, emails)
 
 
 def _target(w: Work, address: str) -> User:

@@ -95,6 +95,10 @@ class _Tx:
     def put_account(self, account: Account) -> None:
         self._set(self._s.accounts, account.id, account)
 
+    def accounts_page(self, after_id: str, limit: int) -> list[Account]:
+        ids = sorted(i for i in self._s.accounts if i > after_id)[:limit]
+        return [self._s.accounts[i] for i in ids]
+
     def get_user(self, user_id: str) -> User | None:
         return self._s.users.get(user_id)
 

@@ -114,6 +114,14 @@ class _Tx:
     def put_account(self, account: Account) -> None:
         self._conn.execute(_PUT_ACCOUNT, _sql.account_row(account))
 
+    def accounts_page(self, after_id: str, limit: int) -> list[Account]:
+        # Not locked: the operator's listing.
+        rows = self._all(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > %s ORDER BY id LIMIT %s",
+            (after_id, limit),
+        )
+        return [_sql.account_of(r) for r in rows]
+
     def get_user(self, user_id: str) -> User | None:
         row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s{self._update}", (user_id,))
         return None if row is None else _sql.user_of(row)

@@ -135,6 +135,13 @@ class _Tx:
     def put_account(self, account: Account) -> None:
         self._db.execute(_PUT_ACCOUNT, _sql.account_row(account))
 
+    def accounts_page(self, after_id: str, limit: int) -> list[Account]:
+        rows = self._db.execute(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_sql.account_of(r) for r in rows]
+
     def get_user(self, user_id: str) -> User | None:
         return self._user(self._one(_GET_USER, (user_id,)))
 
