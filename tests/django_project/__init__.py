@@ -1,7 +1,8 @@
 """A minimal Django project whose users log in with Django, then with twostep (R93, R94).
 
-It is the glue of docs/guide.md, "Adding the second step to a Django project", run by
-tests/test_django.py with Django's test client. :func:`setup` readies Django once.
+It installs the app ``twostep.integrations.django`` as docs/guide.md shows it, and
+tests/test_django.py drives it with Django's test client. :func:`setup` readies Django
+once.
 """
 
 from __future__ import annotations

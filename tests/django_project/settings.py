@@ -1,4 +1,4 @@
-"""Settings of the test project: SQLite in a temporary directory, Django's own apps."""
+"""Settings of the test project: SQLite in a temporary directory, Django's own apps, twostep's."""
 
 from __future__ import annotations
 
@@ -14,29 +14,44 @@ SECRET_KEY = "a key for the tests of this project only"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver"]
 USE_TZ = True
+USE_I18N = True
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("fr", "French")]
 
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
-    "tests.django_project.apps.TwoStepGlue",
+    "twostep.integrations.django",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "twostep.integrations.django.middleware.TwoStepMiddleware",
 ]
 ROOT_URLCONF = "tests.django_project.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA / "django.db"}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 # Django's own advice for tests: a fast hasher. A real project keeps the default.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGIN_URL = "twostep:login"
 
 # twostep: its own store beside Django's database, and the account the users belong to
-# (made once by the operator: `twostep` CLI or TwoStep.create_account).
-TWOSTEP_DATABASE = DATA / "twostep.db"
-TWOSTEP_ISSUER = "Django Example"
-TWOSTEP_ACCOUNT_ID = ""  # set by the test, as an operator would
-# In production TwoStep reads its keys from TWOSTEP_KEYS or TWOSTEP_KEY_FILE; the tests
-# use throwaway keys, cheap hashing and a clock they move.
-TWOSTEP_OPTIONS = {"cipher": AESGCMKeyring.generate(), "settings": FAST, "clock": ManualClock()}
+# (made once by the operator: `manage.py twostep create-account NAME`). The tests use
+# throwaway keys, cheap hashing and a clock they move; a project leaves OPTIONS out and
+# keeps its keys in TWOSTEP_KEYS, TWOSTEP_KEY_FILE or the key file `twostep init` wrote.
+TWOSTEP = {
+    "DATABASE": DATA / "twostep.db",
+    "ISSUER": "Django Example",
+    "ACCOUNT_ID": "",  # set by the tests, as an operator would
+    "OPTIONS": {"cipher": AESGCMKeyring.generate(), "settings": FAST, "clock": ManualClock()},
+}

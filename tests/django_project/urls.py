@@ -1,13 +1,12 @@
-"""Three pages: the password (Django's), the code (twostep's), and a page behind both."""
+"""twostep's pages under /account/, and a page of the project behind both steps."""
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
 urlpatterns = [
-    path("login/", views.login_view, name="login"),
-    path("code/", views.code_view, name="code"),
+    path("account/", include("twostep.integrations.django.urls")),
     path("", views.home_view, name="home"),
 ]

@@ -1,0 +1,1 @@
+"""Adapters of twostep to web frameworks, each behind its extra (``twostep[django]``...)."""
