@@ -66,9 +66,11 @@ def test_audit_says_who_did_what_to_whom(db: Path) -> None:
     # Filters: by user (actor or target), action, outcome; a limit says there is more.
     status, out, _ = cli(db, "audit", "--account", account_id, "--user", "bob@acme.test")
     assert status == 0
-    assert out and all("bob@acme.test" in line for line in out.splitlines())
+    assert out
+    assert all("bob@acme.test" in line for line in out.splitlines())
     status, out, _ = cli(db, "audit", "--account", account_id, "--action", "login")
-    assert out.splitlines() and all(": login: " in line for line in out.splitlines())
+    assert out.splitlines()
+    assert all(": login: " in line for line in out.splitlines())
     status, out, _ = cli(db, "audit", "--account", account_id, "--outcome", "denied")
     assert (status, out) == (0, "")
     status, out, err = cli(db, "audit", "--account", account_id, "--limit", "1")

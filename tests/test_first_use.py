@@ -1,6 +1,8 @@
-"""What a new user runs into first: odd secret sizes, the QR code on a dark page, an
-issuer with a colon, the key file ``twostep init`` wrote, and an audit trail that names
-people (R10, R60, R61)."""
+"""What a new user runs into first (R10, R60, R61).
+
+Odd secret sizes, the QR code on a dark page, an issuer with a colon, the key file
+``twostep init`` wrote, and an audit trail that names people.
+"""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
-from ._crypto import KEY_FILE_ENV, KEYS_ENV, AESGCMKeyring
 from ._audit import Outcome
+from ._crypto import KEY_FILE_ENV, KEYS_ENV, AESGCMKeyring
 from ._domain import Role
 from ._errors import TwoStepError
 from ._service import TwoStep
@@ -234,9 +234,7 @@ def _cmd_list_accounts(args: argparse.Namespace) -> int:
         accounts = list(operator_users.list_accounts(_operator_context(args, store)))
     finally:
         store.close()
-    rows = [
-        (a.id, "required" if a.two_factor_required else "optional", a.name) for a in accounts
-    ]
+    rows = [(a.id, "required" if a.two_factor_required else "optional", a.name) for a in accounts]
     width = max(len("ID"), *(len(r[0]) for r in rows)) if rows else len("ID")
     for account_id, two_factor, name in (("ID", "2FA", "NAME"), *rows):
         print(f"{account_id:<{width}}  {two_factor:<8}  {name}", file=args.out)
@@ -503,7 +501,9 @@ def _parser() -> _Parser:
         "--limit", type=int, default=50, help="how many events, newest first (default 50)"
     )
     audit.add_argument("--action", help="only this action (e.g. login, two_factor_reset)")
-    audit.add_argument("--user", metavar="EMAIL", help="only events of this user, as actor or target")
+    audit.add_argument(
+        "--user", metavar="EMAIL", help="only events of this user, as actor or target"
+    )
     audit.add_argument("--outcome", choices=[o.value for o in Outcome], help="only this outcome")
     set_role = command(
         "set-role",

@@ -9,6 +9,8 @@ from twostep import AESGCMKeyring
 from twostep.testing import FAST, ManualClock
 
 DATA = Path(tempfile.mkdtemp(prefix="twostep-django-"))
+#: The project's key, as TWOSTEP_KEYS would hold it (`manage.py twostep` reads it there).
+KEY_LINE = AESGCMKeyring.new_key_line()
 
 SECRET_KEY = "a key for the tests of this project only"
 DEBUG = False
@@ -44,6 +46,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 # Django's own advice for tests: a fast hasher. A real project keeps the default.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "twostep:login"
+LOGIN_REDIRECT_URL = "/"
 
 # twostep: its own store beside Django's database, and the account the users belong to
 # (made once by the operator: `manage.py twostep create-account NAME`). The tests use
@@ -53,5 +56,9 @@ TWOSTEP = {
     "DATABASE": DATA / "twostep.db",
     "ISSUER": "Django Example",
     "ACCOUNT_ID": "",  # set by the tests, as an operator would
-    "OPTIONS": {"cipher": AESGCMKeyring.generate(), "settings": FAST, "clock": ManualClock()},
+    "OPTIONS": {
+        "cipher": AESGCMKeyring.from_string(KEY_LINE),
+        "settings": FAST,
+        "clock": ManualClock(),
+    },
 }

@@ -24,6 +24,7 @@ class TwoStepConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
+        """Secure cookies by default, the service reset with its settings, the checks."""
         secure_cookies()
         setting_changed.connect(_setting_changed)
         checks.register(check_settings, checks.Tags.security)
@@ -39,12 +40,12 @@ def secure_cookies() -> None:
             setattr(settings, name, True)
 
 
-def _setting_changed(*, setting: str, **kwargs: Any) -> None:  # noqa: ANN401 (Django's signal)
+def _setting_changed(*, setting: str, **_: Any) -> None:  # noqa: ANN401 (Django's signal)
     if setting == "TWOSTEP":
         conf.reset()
 
 
-def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ANN401 (Django's checks)
+def check_settings(**_: Any) -> list[checks.CheckMessage]:  # noqa: ANN401 (Django's checks)
     """The ``TWOSTEP`` setting is valid, the middleware is in place, cookies are secure."""
     found: list[checks.CheckMessage] = []
     try:
@@ -54,7 +55,11 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:  # noqa: ANN401 
     middleware = list(settings.MIDDLEWARE)
     ours = "twostep.integrations.django.middleware.TwoStepMiddleware"
     auth = "django.contrib.auth.middleware.AuthenticationMiddleware"
-    if ours not in middleware or auth not in middleware or middleware.index(ours) < middleware.index(auth):
+    if (
+        ours not in middleware
+        or auth not in middleware
+        or middleware.index(ours) < middleware.index(auth)
+    ):
         found.append(
             checks.Error(
                 f"{ours} must be in MIDDLEWARE, after {auth}: it enforces the second step",

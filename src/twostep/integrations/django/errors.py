@@ -42,6 +42,7 @@ _BY_REASON: dict[str, Promise] = {
     "has_password": _("This user logs in with a twostep password, not through this site."),
     # UnknownUser, InvalidCredentials
     "unknown_user": _("No such user."),
+    "no_email": _("Your user has no email address."),
     "invalid_credentials": _("This user cannot log in."),
 }
 

@@ -34,6 +34,7 @@ class TwoStepMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        """Check the twostep session of an authenticated user; send them on if they owe it."""
         request.twostep = None  # type: ignore[attr-defined]
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:

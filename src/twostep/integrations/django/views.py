@@ -88,7 +88,9 @@ def _page(
     return render(request, f"twostep/{template}", context, status=code)
 
 
-def _refused(request: HttpRequest, error: ts.TwoStepError, template: str = "error.html") -> HttpResponse:
+def _refused(
+    request: HttpRequest, error: ts.TwoStepError, template: str = "error.html"
+) -> HttpResponse:
     return _page(request, template, {"error": message(error)}, status(error))
 
 
@@ -134,6 +136,7 @@ class LoginView(auth_views.LoginView):
     template_name = "twostep/login.html"
 
     def get_success_url(self) -> str:
+        """The code page, which then goes where the login was asked to go."""
         return _with_next("twostep:verify", self.get_redirect_url() or _next(self.request))
 
 
@@ -174,15 +177,16 @@ def verify(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(_next(request))
     if request.method == "POST":
         return _complete(request)
+    return _start(request)
+
+
+def _start(request: HttpRequest) -> HttpResponse:
     _forget_login(request)
     try:
         step = _begin(request, request.user)
-    except ts.InvalidInput as error:
-        if error.reason != "no_email":
-            raise
-        return _page(request, "error.html", {"error": _("Your user has no email address.")}, 400)
-    except ts.TwoStepError as error:
-        return _refused(request, error, "verify.html")
+    except ts.TwoStepError as error:  # throttled (R6), no email, not importable
+        context = {"error": message(error), "restart": True, "next": _next(request)}
+        return _page(request, "verify.html", context, status(error))
     if isinstance(step, ts.LoggedIn):  # R2: no 2FA, and the account does not require it
         return _logged_in(request, step)
     request.session[conf.CHALLENGE_KEY] = step.challenge
@@ -273,7 +277,9 @@ def security_confirm(request: HttpRequest, session: ts.Session, code: str) -> Ht
         codes = conf.service().confirm_enrollment(session, code)
     except ts.InvalidCode as error:
         return _page(request, "setup.html", {"error": message(error), "retry": True}, 400)
-    return _page(request, "backup_codes.html", {"codes": codes, "next": reverse("twostep:security")})
+    return _page(
+        request, "backup_codes.html", {"codes": codes, "next": reverse("twostep:security")}
+    )
 
 
 @_code_action
@@ -287,7 +293,9 @@ def security_disable(request: HttpRequest, session: ts.Session, code: str) -> Ht
 def security_backup_codes(request: HttpRequest, session: ts.Session, code: str) -> HttpResponse:
     """R5: a fresh set of backup codes replaces the old one."""
     codes = conf.service().regenerate_backup_codes(session, code)
-    return _page(request, "backup_codes.html", {"codes": codes, "next": reverse("twostep:security")})
+    return _page(
+        request, "backup_codes.html", {"codes": codes, "next": reverse("twostep:security")}
+    )
 
 
 @_code_action
@@ -374,4 +382,3 @@ def activity(request: HttpRequest, session: ts.Session) -> HttpResponse:
         for event in page.events
     ]
     return _page(request, "activity.html", {"rows": rows, "next_cursor": page.next_cursor})
-

@@ -26,12 +26,16 @@ IMPORT = "import-django-users"
 
 
 class Command(BaseCommand):
+    """``manage.py twostep COMMAND ...``."""
+
     help = "twostep's command line on the project's twostep database (see `twostep --help`)"
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """Everything after ``twostep`` goes to the ``twostep`` command line."""
         parser.add_argument("words", nargs=argparse.REMAINDER, help="a twostep command")
 
-    def handle(self, *args: Any, **options: Any) -> None:  # noqa: ANN401 (Django's signature)
+    def handle(self, *_: Any, **options: Any) -> None:  # noqa: ANN401 (Django's signature)
+        """Run the command on the project's database, or import the Django users."""
         words: list[str] = list(options["words"])
         if words[:1] == [IMPORT]:
             self._import_users()
@@ -43,7 +47,8 @@ class Command(BaseCommand):
         self.stdout.write(out.getvalue(), ending="")
         self.stderr.write(err.getvalue(), ending="")
         if status:
-            raise CommandError(f"twostep exited with status {status}", returncode=status)
+            msg = f"twostep exited with status {status}"
+            raise CommandError(msg, returncode=status)
 
     def _import_users(self) -> None:
         imported = known = failed = 0
@@ -58,4 +63,5 @@ class Command(BaseCommand):
                 self.stderr.write(f"user {user.pk}: {error}")
         self.stdout.write(f"{imported} user(s) imported, {known} had one, {failed} failed")
         if failed:
-            raise CommandError(f"{failed} user(s) not imported", returncode=1)
+            msg = f"{failed} user(s) not imported"
+            raise CommandError(msg, returncode=1)
