@@ -135,7 +135,7 @@ def test_r94_a_user_with_2fa_logs_in_with_the_django_password_then_a_code(
     client.post("/account/logout/")
     assert conf.SESSION_KEY not in client.session
 
-    # Step 1 with Django's password: a code is asked for, and no page opens yet.
+    # Step 1 with Django's password: a code is asked for, and no page opens yet (R120).
     page = log_in(client, name, next_url="/account/security/")
     assert page.status_code == 200
     assert "Enter the code" in page.content.decode()
@@ -154,7 +154,7 @@ def test_r94_a_user_with_2fa_logs_in_with_the_django_password_then_a_code(
     CLOCK.advance(30)
     done = client.post("/account/code/", {"code": phone.code(), "next": "/account/security/"})
     assert (done.status_code, done["Location"]) == (302, "/account/security/")
-    assert client.session.session_key != before  # no session fixation across the steps
+    assert client.session.session_key != before  # R122: no session fixation across the steps
     assert client.get("/").status_code == 200
     assert service.check_session(client.session[conf.SESSION_KEY]).user_id == pk
     # Once logged in, the code page sends the user on.
@@ -164,7 +164,7 @@ def test_r94_a_user_with_2fa_logs_in_with_the_django_password_then_a_code(
 def test_r94_a_user_logged_in_by_any_django_means_still_owes_the_second_step(
     service: ts.TwoStep,
 ) -> None:
-    # Client.force_login stands for the admin's login, a password reset, any login().
+    # R120: Client.force_login stands for the admin's login, a password reset, any login().
     _, phone, pk, _ = logged_in_with_2fa(service)
     user = get_user_model().objects.get(pk=pk)
     client = Client()
@@ -213,7 +213,7 @@ def test_r3_an_account_that_requires_2fa_enrols_inside_the_login(service: ts.Two
     assert "Your backup codes" in body
     assert len(CODES.findall(body)) == 10
     assert 'href="data:text/plain;charset=utf-8,Backup%20codes' in body
-    assert done["Cache-Control"].startswith("max-age=0")
+    assert done["Cache-Control"].startswith("max-age=0")  # R122
     assert "no-store" in done["Cache-Control"]
     assert client.get("/").status_code == 200
     assert service.check_session(client.session[conf.SESSION_KEY]).two_factor_enabled
@@ -246,6 +246,7 @@ def test_the_code_page_needs_step_one(service: ts.TwoStep) -> None:
 
 
 def test_r93_a_user_without_an_email_is_told_so(service: ts.TwoStep) -> None:
+    # R123
     _, name = django_user(email="")
     page = log_in(Client(), name)
     assert page.status_code == 400
@@ -277,6 +278,7 @@ def test_r6_a_throttled_second_step_says_when_to_try_again(service: ts.TwoStep) 
 
 
 def test_r21_r41_an_ended_twostep_session_logs_out_of_django(service: ts.TwoStep) -> None:
+    # R121
     client, _, pk, _ = logged_in_with_2fa(service)
     service.logout(client.session[conf.SESSION_KEY])  # e.g. an owner's reset (R41)
     response = client.get("/")
@@ -339,7 +341,8 @@ def test_r32_r40_with_2fa_required_it_stays_on_and_moves_to_a_new_phone(
     client, phone, pk, _ = logged_in_with_2fa(service)
     get_user_model().objects.filter(pk=pk).update(is_superuser=True)
     owner_token = client.session[conf.SESSION_KEY]
-    assert service.check_session(owner_token).role == ts.Role.MEMBER  # imported as a member
+    # R123: imported as a member, at the first second step, before becoming a superuser.
+    assert service.check_session(owner_token).role == ts.Role.MEMBER
     # The owner of the account requires 2FA; this user logs in again.
     owner = service.create_user(
         settings.TWOSTEP["ACCOUNT_ID"], "boss@example.test", "the owner's password", "owner"
@@ -377,7 +380,7 @@ def test_r50_r41_r60_an_owner_sees_who_has_2fa_resets_a_user_and_reads_the_activ
     service: ts.TwoStep,
 ) -> None:
     member, phone, member_pk, _ = logged_in_with_2fa(service)
-    _, boss = django_user(is_superuser=True, is_staff=True)  # imported as an owner
+    _, boss = django_user(is_superuser=True, is_staff=True)  # R123: imported as an owner
     owner = Client()
     log_in(owner, boss)
 
@@ -467,6 +470,7 @@ def test_r22_an_owner_makes_2fa_optional_again(service: ts.TwoStep) -> None:
 
 
 def test_every_form_needs_django_s_csrf_token(service: ts.TwoStep) -> None:
+    # R122
     _, name = django_user()
     client = Client(enforce_csrf_checks=True)
     login = client.get("/account/login/")
@@ -483,7 +487,7 @@ def test_every_form_needs_django_s_csrf_token(service: ts.TwoStep) -> None:
 
 
 def test_cookies_are_secure_by_default(service: ts.TwoStep) -> None:
-    # The app set them: the project's settings do not.
+    # R124: the app set them; the project's settings do not.
     assert not settings.is_overridden("SESSION_COOKIE_SECURE")
     assert settings.SESSION_COOKIE_SECURE is True
     assert settings.CSRF_COOKIE_SECURE is True
@@ -503,7 +507,7 @@ def test_secure_cookies_can_be_turned_off_for_local_http(monkeypatch: pytest.Mon
     monkeypatch.setattr(settings, "SESSION_COOKIE_SECURE", False)
     secure_cookies()
     assert settings.SESSION_COOKIE_SECURE is False
-    warnings = [m.id for m in check_settings()]
+    warnings = [m.id for m in check_settings()]  # R124
     assert warnings.count("twostep.W001") == 1  # the session cookie's; CSRF's is secure
 
 
@@ -554,6 +558,7 @@ def test_the_database_may_come_from_the_environment(
 
 
 def test_exempt_paths_open_without_the_second_step(service: ts.TwoStep) -> None:
+    # R120
     pk, _ = django_user()
     client = Client()
     client.force_login(get_user_model().objects.get(pk=pk))

@@ -30,7 +30,7 @@ def owner_session(service: ts.TwoStep) -> ts.Session:
 
 @pytest.mark.parametrize("size", [16, 20, 21, 22, 23, 24, 25, 32, 33])
 def test_r10_any_secret_size_enrols_and_logs_in(store: ts.Store, size: int) -> None:
-    # A size that is not a multiple of 5 bytes makes a base32 key with a partial last
+    # R126: a size that is not a multiple of 5 bytes makes a base32 key with a partial last
     # group: it must still enrol, open, and give the codes an app computes.
     clock = ManualClock()
     settings = dataclasses.replace(FAST, secret_bytes=size)
@@ -71,7 +71,7 @@ def test_r10_the_qr_svg_has_a_light_background_by_default(service: ts.TwoStep) -
 
 
 def test_r61_an_issuer_with_a_colon_is_refused() -> None:
-    # The key-URI format separates the issuer from the label by ':'.
+    # R125: the key-URI format separates the issuer from the label by ':'.
     with pytest.raises(ts.InvalidInput) as raised:
         ts.TwoStep(ts.InMemoryStore(), issuer="Acme: Analytics", cipher=ts.AESGCMKeyring.generate())
     assert raised.value.reason == "invalid_issuer"
