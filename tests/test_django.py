@@ -695,3 +695,29 @@ def test_r61_the_catalogue_is_complete_and_compiled(language: str) -> None:
         catalogue = gettext.GNUTranslations(compiled)
     for msgid, msgstr in messages.items():  # the .mo holds what the .po says
         assert catalogue.gettext(msgid) == msgstr
+
+
+@pytest.mark.postgres
+def test_a_postgresql_dsn_makes_a_postgres_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import pgserver
+
+    from .cli_helpers import as_url
+
+    dsn, schema = pgserver.new_schema()
+    try:
+        url = as_url(dsn)
+        with override_settings(TWOSTEP={**settings.TWOSTEP, "DATABASE": url}):
+            service = conf.service()
+            assert type(service._context.store).__name__ == "PostgresStore"
+            account = service.create_account("On PostgreSQL")
+            monkeypatch.setitem(settings.TWOSTEP, "ACCOUNT_ID", account.id)
+            _, name = django_user()
+            done = log_in(Client(), name)
+            assert done.status_code == 302
+            assert service.check_session(done.client.session[conf.SESSION_KEY]).account_id == (
+                account.id
+            )
+    finally:
+        conf.reset()
+        pgserver.drop_schema(schema)
+        get_user_model().objects.all().delete()
