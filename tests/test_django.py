@@ -721,3 +721,38 @@ def test_a_postgresql_dsn_makes_a_postgres_store(monkeypatch: pytest.MonkeyPatch
         conf.reset()
         pgserver.drop_schema(schema)
         get_user_model().objects.all().delete()
+
+
+def test_r121_twostep_required_checks_the_session_without_the_middleware(
+    service: ts.TwoStep,
+) -> None:
+    client, _, _, _ = logged_in_with_2fa(service)
+    ours = "twostep.integrations.django.middleware.TwoStepMiddleware"
+    without = [m for m in settings.MIDDLEWARE if m != ours]
+    with override_settings(MIDDLEWARE=without):
+        assert client.get("/account/security/").status_code == 200  # the decorator's check
+        service.logout(client.session[conf.SESSION_KEY])
+        ended = client.get("/account/security/")
+        assert ended["Location"] == "/account/login/?next=%2Faccount%2Fsecurity%2F"
+        assert "_auth_user_id" not in client.session  # Django's session ended too
+
+
+def test_r123_an_email_taken_in_twostep_is_refused_and_nothing_is_imported(
+    service: ts.TwoStep,
+) -> None:
+    pk, name = django_user()
+    service.create_user(settings.TWOSTEP["ACCOUNT_ID"], f"{name}@example.test", PASSWORD)
+    page = log_in(Client(), name)
+    assert page.status_code == 400
+    assert 'role="alert"' in page.content.decode()
+    with pytest.raises(ts.UnknownUser):
+        service.begin_second_step(pk)
+
+
+def test_r123_an_email_twostep_cannot_take_is_refused(service: ts.TwoStep) -> None:
+    pk, name = django_user(email="not an email")
+    page = log_in(Client(), name)
+    assert page.status_code == 400
+    assert "That input is not valid." in page.content.decode()
+    with pytest.raises(ts.UnknownUser):
+        service.begin_second_step(pk)
