@@ -113,7 +113,7 @@ def test_account_round_trip_and_replace(contract_store: ts.Store) -> None:
         tx.put_account(a)
     with contract_store.transaction(write=False) as tx:
         assert tx.get_account(a.id) == a
-    changed = a.with_requirement(False)
+    changed = a.with_requirement(False, T0)
     with contract_store.transaction() as tx:
         tx.put_account(changed)
     with contract_store.transaction(write=False) as tx:
