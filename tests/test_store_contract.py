@@ -441,7 +441,7 @@ def device(
         members_generation=2,
         user_generation=3,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)
 
 
 def test_r98_devices_round_trip_list_and_delete(contract_store: ts.Store) -> None:
@@ -457,7 +457,7 @@ def test_r98_devices_round_trip_list_and_delete(contract_store: ts.Store) -> Non
         assert tx.get_device("h2") == later
         assert tx.devices_of("u1") == [first, later]  # oldest first
         assert tx.devices_of("nobody") == []
-    used = replace(first, last_used_at=T0 + timedelta(days=1))
+    used = first._replace(last_used_at=T0 + timedelta(days=1))
     with contract_store.transaction() as tx:
         tx.put_device(used)  # replaced, not added
         tx.delete_device("h2")

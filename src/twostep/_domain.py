@@ -440,17 +440,17 @@ class SessionRecord:
         return at is not None and alive(now, at, at + within, within)
 
 
-@dataclass(frozen=True, slots=True)
-class RememberedDevice:
+class RememberedDevice(NamedTuple):
     """R98: a device on which a user passed the second factor, remembered for a while.
 
     Found by the hash of its token (the host keeps the token in a long-lived cookie);
     ``id`` names it to its user, who may list and forget their devices. Like a session,
     it records the generations it was made under: whatever ends every session of the
-    user, or makes the requirement cover them anew, forgets it.
+    user, or makes the requirement cover them anew, forgets it. (A named tuple, not a
+    dataclass: ``import twostep`` is measured, bench/.)
     """
 
-    token_hash: str = field(repr=False)
+    token_hash: str
     id: str
     user_id: str
     label: str
@@ -460,6 +460,12 @@ class RememberedDevice:
     account_generation: int
     members_generation: int
     user_generation: int
+
+    def __repr__(self) -> str:
+        return (
+            f"RememberedDevice(id={self.id!r}, user_id={self.user_id!r}, "
+            f"expires_at={self.expires_at!r})"
+        )
 
     def admits(self, now: datetime, lifetime: timedelta, user: User, account: Account) -> bool:
         """Whether this device stands in for ``user``'s second factor at ``now``."""

@@ -400,9 +400,9 @@ class TwoStep:
     def purge_expired(self) -> int:
         """Remove what can no longer matter; returns how many rows were deleted or cleared.
 
-        That is expired login challenges and sessions, pending secrets of expired
-        enrolments and throttle counters that no longer count. None of it can be used
-        any more. Run it periodically, e.g. hourly.
+        That is expired login challenges, sessions and remembered devices, pending
+        secrets of expired enrolments and throttle counters that no longer count. None
+        of it can be used any more. Run it periodically, e.g. hourly.
         """
         return maintenance.purge_expired(self._context)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import NoReturn
@@ -139,7 +138,7 @@ def _remembered(
     device = w.tx.get_device(device_hash)
     if device is None or not device.admits(w.now, settings.remember_device_for, user, account):
         return False
-    w.tx.put_device(replace(device, last_used_at=w.now))
+    w.tx.put_device(device._replace(last_used_at=w.now))
     return True
 
 
