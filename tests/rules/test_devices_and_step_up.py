@@ -132,6 +132,8 @@ def test_r98_a_remembered_device_skips_the_code_step_never_the_password(world: W
     assert state(world, step.session) == "valid"
     with pytest.raises(ts.InvalidCredentials):
         through(world, world.manager, device, "the wrong password")
+    unknown = world.service.login(world.manager.email, PASSWORD, device="0" * 64)
+    assert isinstance(unknown, ts.CodeRequired)  # an unknown token is ignored
     # Only for the user it was made for: another user with 2FA is asked for a code.
     enrolled_session(world, world.member)
     assert isinstance(through(world, world.member, device), ts.CodeRequired)

@@ -269,12 +269,13 @@ def test_r96_narrowing_to_admins_logs_out_nobody(world: World) -> None:
     assert requirement_reasons(world) == ["all_sessions_ended", "admins_only"]
 
 
+@pytest.mark.parametrize("role", ["manager", "owner"])
 def test_r96_promoting_a_member_without_2fa_under_admins_only_ends_their_sessions(
-    world: World,
+    world: World, role: str
 ) -> None:
     require(world, of="admins")
     member = password_login(world, world.member).session
-    world.service.set_role(owner_session(world), world.member.id, "manager")
+    world.service.set_role(owner_session(world), world.member.id, role)
     assert state(world, member) == "two_factor_required"
     assert isinstance(world.service.login(world.member.email, PASSWORD), ts.EnrollmentRequired)
 
