@@ -413,6 +413,20 @@ def test_r99_r4_r6_a_step_up_code_is_checked_and_throttled_like_any_code(
     world.service.set_role(owner, world.member.id, "manager")
 
 
+def test_r99_a_user_without_2fa_cannot_step_up_and_nothing_is_counted(
+    world: World, store: ts.Store
+) -> None:
+    member = world.login(world.member)  # the password alone
+    for _ in range(FAST.code_throttle.free_failures + 2):
+        with pytest.raises(ts.NotAllowed) as refused:
+            world.service.step_up(member, "123456")
+        assert (refused.value.reason, refused.value.rule) == ("two_factor_off", "R99")
+    with store.transaction(write=False) as tx:
+        assert tx.get_throttle(ts.ThrottleKey(ts.ThrottleScope.USER, world.member.id)) is None
+    denied = events(world, "step_up", outcome="denied")
+    assert [e.reason for e in denied] == ["two_factor_off"] * (FAST.code_throttle.free_failures + 2)
+
+
 @pytest.mark.parametrize("action", sorted(STEP_UP_ACTIONS))
 def test_r99_an_owner_without_2fa_is_never_asked(world: World, action: str) -> None:
     owner = world.login(world.owner)  # the password alone
