@@ -763,14 +763,14 @@ class TwoStepMachine(RuleBasedStateMachine):
     def step_up(self, pick: int, name: str | None, kind: str, *, wait: bool) -> None:
         """R99: a code passed again in a session, through the checks and throttle of R4-R6.
 
-        A user without 2FA has no code to pass: the library refuses any code as wrong
-        (``InvalidCode``, counted like any wrong code), as ``confirmed_code`` predicts.
+        A user without 2FA has no code to pass: refused before any code is counted.
         """
-        done = self.with_code(pick, kind, self.service.step_up, lambda _: True, name, wait=wait)
+        done = self.with_code(
+            pick, kind, self.service.step_up, lambda u: u.phone is not None, name, wait=wait
+        )
         if done is None:
             return
         s, u, session = done
-        assert u.phone is not None
         assert (session.token, session.user_id) == (s.token, u.user.id)
         assert session.second_factor_at == self.now
         s.second_factor_at = self.now
