@@ -756,3 +756,25 @@ def test_r123_an_email_twostep_cannot_take_is_refused(service: ts.TwoStep) -> No
     assert "That input is not valid." in page.content.decode()
     with pytest.raises(ts.UnknownUser):
         service.begin_second_step(pk)
+
+
+def test_r99_an_owner_gives_a_fresh_code_before_resetting_a_user(service: ts.TwoStep) -> None:
+    _, _, member_pk, _ = logged_in_with_2fa(service)
+    _, boss = django_user(is_superuser=True)
+    owner = Client()
+    log_in(owner, boss)
+    phone = enrol(owner)
+    CLOCK.advance(hours=2)  # the code of the enrolment is no longer fresh
+
+    asked = owner.post("/account/administration/reset/", {"user_id": member_pk})
+    assert asked.status_code == 403
+    page = asked.content.decode()
+    assert "Confirm with a code from your app first" in page
+    assert 'action="/account/administration/step-up/"' in page
+    wrong = owner.post("/account/administration/step-up/", {"code": "000000"})
+    assert wrong.status_code == 400
+    assert 'action="/account/administration/step-up/"' in wrong.content.decode()
+    done = owner.post("/account/administration/step-up/", {"code": phone.code()})
+    assert "Code accepted" in done.content.decode()
+    reset = owner.post("/account/administration/reset/", {"user_id": member_pk})
+    assert "Two-step login was reset." in reset.content.decode()

@@ -38,6 +38,7 @@ _BY_REASON: dict[str, Promise] = {
     "target_in_other_account": _("That user is not in your account."),
     "other_account": _("That is not in your account."),
     "last_owner": _("The account must keep an active owner."),
+    "step_up_required": _("Confirm with a code from your app first, then try again."),
     "no_enrollment_in_progress": _("No set-up is under way: please start again."),
     "has_password": _("This user logs in with a twostep password, not through this site."),
     # UnknownUser, InvalidCredentials

@@ -25,5 +25,6 @@ urlpatterns = [
     path("administration/", views.administration, name="administration"),
     path("administration/require/", views.administration_require, name="administration_require"),
     path("administration/reset/", views.administration_reset, name="administration_reset"),
+    path("administration/step-up/", views.step_up, name="step_up"),
     path("activity/", views.activity, name="activity"),
 ]

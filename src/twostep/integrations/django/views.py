@@ -44,6 +44,7 @@ __all__ = [
     "security_disable",
     "security_enable",
     "security_new_phone",
+    "step_up",
     "twostep_required",
     "verify",
 ]
@@ -309,7 +310,13 @@ def security_new_phone(request: HttpRequest, session: ts.Session, code: str) -> 
 
 
 def _administration_page(
-    request: HttpRequest, session: ts.Session, *, notice: str = "", error: str = "", code: int = 200
+    request: HttpRequest,
+    session: ts.Session,
+    *,
+    notice: str = "",
+    error: str = "",
+    code: int = 200,
+    step_up_asked: bool = False,
 ) -> HttpResponse:
     try:
         overview = conf.service().two_factor_overview(session)
@@ -321,6 +328,7 @@ def _administration_page(
         "session": session,
         "notice": notice,
         "error": error,
+        "step_up": step_up_asked,
     }
     return _page(request, "administration.html", context, code)
 
@@ -355,8 +363,26 @@ def administration_reset(request: HttpRequest, session: ts.Session) -> HttpRespo
     try:
         conf.service().reset_two_factor(session, request.POST.get("user_id", ""))
     except ts.TwoStepError as error:
-        return _administration_page(request, session, error=message(error), code=status(error))
+        asked = isinstance(error, ts.StepUpRequired)  # R99: a fresh code first
+        return _administration_page(
+            request, session, error=message(error), code=status(error), step_up_asked=asked
+        )
     return _administration_page(request, session, notice=_("Two-step login was reset."))
+
+
+@twostep_required
+@require_POST
+@sensitive_post_parameters("code")
+def step_up(request: HttpRequest, session: ts.Session) -> HttpResponse:
+    """R99: a fresh code in this session, before an owner's sensitive change."""
+    try:
+        conf.service().step_up(session, request.POST.get("code", ""))
+    except ts.TwoStepError as error:
+        return _administration_page(
+            request, session, error=message(error), code=status(error), step_up_asked=True
+        )
+    notice = _("Code accepted: you can make the change now.")
+    return _administration_page(request, session, notice=notice)
 
 
 @twostep_required
