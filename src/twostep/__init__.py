@@ -40,6 +40,7 @@ from ._settings import Argon2Params, Settings, ThrottleSettings
 from ._store import SealedKeyUse, Store, Transaction
 
 if TYPE_CHECKING:
+    from ._async import AsyncTwoStep
     from ._audit_pages import AuditPage, AuditQuery
     from ._user_pages import UserPage
     from .stores.memory import InMemoryStore
@@ -52,6 +53,7 @@ __all__ = [
     "AccountOverview",
     "Action",
     "Argon2Params",
+    "AsyncTwoStep",
     "AuditAction",
     "AuditEvent",
     "AuditPage",
@@ -108,6 +110,10 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # The stores load on first use (PEP 562), so that `import twostep` does not pay
     # for sqlite3 in a host that keeps its state elsewhere.
+    if name == "AsyncTwoStep":  # asyncio too loads on first use
+        from ._async import AsyncTwoStep
+
+        return AsyncTwoStep
     if name == "SQLiteStore":
         from .stores.sqlite import SQLiteStore
 
