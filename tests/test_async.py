@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -86,7 +87,24 @@ def test_a_bounded_executor_runs_the_calls(service: ts.TwoStep) -> None:
 
         service.create_account = spy  # type: ignore[method-assign]
         asyncio.run(ts.AsyncTwoStep(service, executor=executor).create_account("Acme"))
-    assert seen and seen[0].startswith("twostep-test")
+    assert len(seen) == 1
+    assert seen[0].startswith("twostep-test")
+
+
+@pytest.mark.parametrize("name", sorted(public_operations(ts.TwoStep)))
+def test_each_coroutine_passes_its_arguments_and_result_through(name: str) -> None:
+    service = mock.create_autospec(ts.TwoStep, instance=True)
+    args: list[object] = []
+    kwargs: dict[str, object] = {}
+    for parameter in list(inspect.signature(getattr(ts.TwoStep, name)).parameters.values())[1:]:
+        value = object()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            kwargs[parameter.name] = value
+        else:
+            args.append(value)
+    result = asyncio.run(getattr(ts.AsyncTwoStep(service), name)(*args, **kwargs))
+    getattr(service, name).assert_called_once_with(*args, **kwargs)
+    assert result is getattr(service, name).return_value
 
 
 # -- the event loop goes on during Argon2 --------------------------------------------------
