@@ -123,6 +123,7 @@ async def worst_gap_while(work: asyncio.Future[object]) -> float:
 
 @pytest.mark.slow
 def test_parallel_logins_leave_the_event_loop_free(tmp_path: Path) -> None:
+    # R115
     # The real Argon2 cost of passwords (PASSWORD_DEFAULT), so that one hash is long
     # next to the loop's ticks; SQLite, used from the worker threads.
     settings = replace(FAST, password_hash=PASSWORD_DEFAULT)

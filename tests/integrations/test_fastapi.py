@@ -43,6 +43,7 @@ def api(host_service: ts.TwoStep) -> Iterator[TestClient]:
 
 
 def test_a_host_route_gets_the_session_and_the_async_service(api: TestClient) -> None:
+    # R113
     assert api.get("/hello").status_code == 401
     token = log_in(api)
     r = api.get("/hello", headers={"Authorization": f"Bearer {token}"})
@@ -50,6 +51,7 @@ def test_a_host_route_gets_the_session_and_the_async_service(api: TestClient) ->
 
 
 def test_the_service_runs_in_worker_threads_not_on_the_loop(host_service: ts.TwoStep) -> None:
+    # R115
     threads: list[str] = []
     login = host_service.login
 
@@ -89,6 +91,7 @@ def test_r112_a_cookie_never_authenticates_and_none_is_set(api: TestClient) -> N
 
 
 def test_error_messages_follow_accept_language(api: TestClient) -> None:
+    # R114
     wrong = {"email": MEMBER, "password": "wrong password!"}
     r = api.post("/login", json=wrong, headers={"Accept-Language": "fr-FR, en;q=0.5"})
     assert r.status_code == 400

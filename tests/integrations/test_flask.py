@@ -66,6 +66,7 @@ def app(host_service: ts.TwoStep) -> Flask:
 
 
 def test_a_host_view_needs_a_login_and_sees_the_user(app: Flask) -> None:
+    # R113
     c = client(app)
     page = c.get("/", follow_redirects=True)
     assert page.request.path == "/login"
@@ -141,6 +142,7 @@ def test_the_layout_can_be_overridden_alone(host_service: ts.TwoStep, tmp_path: 
 
 
 def test_pages_and_messages_follow_accept_language(app: Flask) -> None:
+    # R114
     c = client(app, "fr-CH, fr;q=0.9, en;q=0.8")
     page = text(c.get("/login"))
     assert '<html lang="fr">' in page
@@ -154,6 +156,7 @@ def test_pages_and_messages_follow_accept_language(app: Flask) -> None:
 
 
 def test_a_language_setting_wins_over_the_browser(host_service: ts.TwoStep) -> None:
+    # R114
     c = client(host_app(host_service, language="fr"), "en")
     assert "Mot de passe" in text(c.get("/login"))
     assert "Veuillez vous connecter." in text(c.get("/", follow_redirects=True))
@@ -193,7 +196,7 @@ def test_r3_the_enrolment_required_redirect_says_so_in_french(
     owner, member = client(app), client(app, "fr")
     post(owner, "/login", email=OWNER, password=PASSWORD)
     post(member, "/login", email=MEMBER, password=PASSWORD)
-    post(owner, "/admin/settings", required="on")  # R21: everyone is logged out
+    post(owner, "/admin/settings", required="on")  # R21, R113: everyone is logged out
     page = member.get("/", follow_redirects=True)
     assert page.request.path == "/login"
     assert "Vous avez été déconnecté." in text(page)

@@ -31,6 +31,7 @@ def test_the_adapters_say_enough_to_be_worth_a_catalogue() -> None:
 
 @pytest.mark.parametrize("language", _i18n.LANGUAGES[1:])
 def test_every_message_is_translated_with_the_same_placeholders(language: str) -> None:
+    # R114
     po = _i18n.LOCALE_DIR / language / "LC_MESSAGES" / "twostep.po"
     assert TOOL["problems"](po) == []
 
