@@ -32,8 +32,7 @@ def messages() -> list[str]:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name | ast.Attribute)
-                and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr)
-                in MARKERS
+                and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in MARKERS
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)
@@ -52,7 +51,7 @@ def _quote(text: str) -> str:
 def pot() -> str:
     """The template catalogue: every message with an empty translation."""
     head = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n'
-    return head + "".join(f"\nmsgid {_quote(m)}\nmsgstr \"\"\n" for m in messages())
+    return head + "".join(f'\nmsgid {_quote(m)}\nmsgstr ""\n' for m in messages())
 
 
 def parse_po(text: str) -> dict[str, str]:
@@ -66,8 +65,8 @@ def parse_po(text: str) -> dict[str, str]:
             entries["".join(parts["msgid"])] = "".join(parts["msgstr"])
         parts["msgid"], parts["msgstr"] = [], []
 
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         word, _, rest = line.partition(" ")
@@ -76,7 +75,7 @@ def parse_po(text: str) -> dict[str, str]:
                 flush()
             key, line = word, rest
         if key is None or not line.startswith('"'):
-            msg = f"cannot read the .po line {line!r}"
+            msg = f"cannot read the .po line {raw!r}"
             raise ValueError(msg)
         parts[key].append(ast.literal_eval(line))
     flush()
@@ -99,12 +98,16 @@ def mo_bytes(entries: dict[str, str]) -> bytes:
             table += [len(text), data_at + len(blob)]
             blob += text + b"\0"
     header = struct.pack("<7I", 0x950412DE, 0, count, ids_at, strs_at, 0, data_at)
-    return header + struct.pack(f"<{len(id_table)}I", *id_table) + struct.pack(
-        f"<{len(str_table)}I", *str_table
-    ) + blob
+    return (
+        header
+        + struct.pack(f"<{len(id_table)}I", *id_table)
+        + struct.pack(f"<{len(str_table)}I", *str_table)
+        + blob
+    )
 
 
 def catalogues() -> list[Path]:
+    """The .po file of every shipped language."""
     return sorted(LOCALE.glob("*/LC_MESSAGES/twostep.po"))
 
 
@@ -124,6 +127,7 @@ def problems(po: Path) -> list[str]:
 
 
 def main(command: str) -> int:
+    """Run ``command``; the exit status."""
     if command == "extract":
         sys.stdout.write(pot())
         return 0

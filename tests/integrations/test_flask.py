@@ -15,6 +15,7 @@ from twostep.integrations.flask import (
     CSRF_HEADER,
     CSRF_KEY,
     TwoStepFlask,
+    csrf_exempt,
     current_user,
     login_required,
     user,
@@ -38,6 +39,11 @@ def host_app(service: ts.TwoStep, **options: object) -> Flask:
     @app.post("/notes")
     def notes() -> str:
         return f"noted by {current_user().email if current_user() else 'nobody'}"
+
+    @app.post("/webhook")
+    @csrf_exempt
+    def webhook() -> str:
+        return "received"
 
     return app
 
@@ -100,6 +106,12 @@ def test_r112_a_host_post_without_the_csrf_token_is_refused(app: Flask) -> None:
         token = cookie[CSRF_KEY]
     sent = c.post("/notes", headers={CSRF_HEADER: token})
     assert sent.get_data(as_text=True) == f"noted by {MEMBER}"
+
+
+def test_r112_a_view_the_host_exempts_takes_posts_without_the_token(app: Flask) -> None:
+    c = client(app)
+    assert c.post("/webhook").get_data(as_text=True) == "received"
+    assert c.post("/notes").status_code == 400  # the others still need it
 
 
 def test_r110_r111_the_cookie_is_secure_httponly_lax_and_nothing_is_cached(app: Flask) -> None:
