@@ -224,3 +224,68 @@ def test_the_request_language_is_read_per_request(app: Flask) -> None:
 
         assert language() == "fr"
         assert message(ts.UnknownUser("x")) == "Cet utilisateur n’existe pas."
+
+
+# -- the pages' other answers -------------------------------------------------------------
+
+
+def test_the_code_steps_without_a_login_under_way_go_back_to_the_login(app: Flask) -> None:
+    c = client(app)
+    assert c.get("/login/code").headers["Location"] == "/login"
+    page = post(c, "/login/setup", code="123456")
+    assert page.request.path == "/login"
+    assert "Please log in." in text(page)
+
+
+def test_pages_refusing_input_say_why_and_keep_the_form(host_service: ts.TwoStep) -> None:
+    sent: list[str] = []
+    c = client(host_app(host_service, send_reset_link=lambda _, link: sent.append(link)))
+    page = post(c, "/password/forgot", email="a\x00@host.example")
+    assert "That is not an email address." in text(page)
+    assert sent == []
+    page = post(c, "/password/reset", token="t", new_password="a" * 12, repeat_password="b" * 12)
+    assert "The two passwords differ." in text(page)
+    assert 'name="token" value="t"' in text(page)
+
+
+def test_security_forms_refused_by_the_rules_say_why(app: Flask, clock: ManualClock) -> None:
+    c = client(app)
+    post(c, "/login", email=MEMBER, password=PASSWORD)
+    assert "Start setting up 2FA first." in text(post(c, "/security/confirm", code="123456"))
+    refused = text(post(c, "/security/reset", code="123456"))
+    assert "Reset is for accounts that require 2FA" in refused
+    differ = post(
+        c,
+        "/security/password",
+        current_password=PASSWORD,
+        new_password="a" * 12,
+        repeat_password="b" * 12,
+    )
+    assert "The two new passwords differ." in text(differ)
+    page = text(post(c, "/security/enable"))
+    secret = page.split('id="secret-key">')[1].split("<")[0].replace(" ", "")
+    post(c, "/security/confirm", code=Phone(secret, clock).code())
+    assert "2FA is already on." in text(post(c, "/security/enable"))
+
+
+def test_a_session_ending_during_the_request_goes_back_to_the_login(
+    app: Flask, host_service: ts.TwoStep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = client(app)
+    post(c, "/login", email=MEMBER, password=PASSWORD)
+
+    def ended(session: object) -> ts.TwoFactorStatus:
+        raise ts.SessionInvalid("ended meanwhile", reason="revoked")
+
+    monkeypatch.setattr(host_service, "two_factor_status", ended)
+    page = c.get("/security", follow_redirects=True)
+    assert page.request.path == "/login"
+    assert "You were logged out." in text(page)
+
+
+def test_a_users_page_cursor_not_made_by_twostep_is_refused(app: Flask) -> None:
+    c = client(app)
+    post(c, "/login", email=OWNER, password=PASSWORD)
+    page = c.get("/admin/users?after=forged", follow_redirects=True)
+    assert page.request.path == "/admin/users"
+    assert "That input is not valid" in text(page)

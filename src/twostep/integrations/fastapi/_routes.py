@@ -38,7 +38,8 @@ router = APIRouter(responses=ERRORS)
 @router.post("/login", tags=["login"], response_model_exclude_none=True)
 async def login(body: Credentials, request: Request, twostep: Service) -> LoginOut:
     """Step 1: email and password (R1-R3)."""
-    match await twostep.login(body.email, body.password, client=client_of(request)):
+    step = await twostep.login(body.email, body.password, client=client_of(request))
+    match step:
         case ts.LoggedIn() as done:  # R2
             return logged_in(done)
         case ts.CodeRequired(challenge=challenge, expires_at=expires_at):  # R1
@@ -50,8 +51,7 @@ async def login(body: Credentials, request: Request, twostep: Service) -> LoginO
                 expires_at=step.expires_at,
                 enrollment=EnrollmentOut.of(step.enrollment),
             )
-    msg = "unreachable"
-    raise AssertionError(msg)
+    raise AssertionError(step)  # unreachable: LoginStep has these three kinds
 
 
 @router.post("/login/code", tags=["login"], response_model_exclude_none=True)

@@ -105,8 +105,7 @@ def _answer_login_step(step: ts.LoginStep) -> ResponseReturnValue:
         case ts.EnrollmentRequired(challenge=challenge, enrollment=enrollment):  # R3
             cookie[CHALLENGE_KEY] = challenge
             return _setup_page(enrollment, url_for("twostep.login_setup"), "login")
-    msg = "unreachable"
-    raise AssertionError(msg)
+    raise AssertionError(step)  # unreachable: LoginStep has these three kinds
 
 
 def _finish_login(again: Callable[[], str]) -> ResponseReturnValue:
