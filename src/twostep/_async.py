@@ -14,16 +14,18 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from ._audit import AuditAction, AuditEvent, Outcome
-from ._domain import Account, Role, User
+from ._domain import Account, RequiredOf, Role, User
 from ._provisioning import Enrollment
 from ._results import (
     AccountOverview,
     BackupCodes,
     CodeRequired,
+    DeviceInfo,
+    DeviceToken,
     EnrollmentRequired,
     LoggedIn,
     LoginStep,
@@ -110,9 +112,13 @@ class AsyncTwoStep:
             )
         )
 
-    async def login(self, email: str, password: str, *, client: str | None = None) -> LoginStep:
+    async def login(
+        self, email: str, password: str, *, client: str | None = None, device: str | None = None
+    ) -> LoginStep:
         """Step 1: email and password. What comes next depends on the user (R1-R3)."""
-        return await self._run(functools.partial(self._sync.login, email, password, client=client))
+        return await self._run(
+            functools.partial(self._sync.login, email, password, client=client, device=device)
+        )
 
     async def complete_login(
         self,
@@ -139,6 +145,26 @@ class AsyncTwoStep:
     async def logout(self, session: SessionRef) -> None:
         """End one session. Logging out an unknown or ended session does nothing."""
         return await self._run(functools.partial(self._sync.logout, session))
+
+    async def step_up(self, session: SessionRef, code: str) -> Session:
+        """R99: pass a code again in this session, before a sensitive action."""
+        return await self._run(functools.partial(self._sync.step_up, session, code))
+
+    async def remember_device(
+        self, session: SessionRef, *, valid_for: timedelta | None = None, label: str | None = None
+    ) -> DeviceToken:
+        """R98: after a code login, let this device skip the code step (never the password)."""
+        return await self._run(
+            functools.partial(self._sync.remember_device, session, valid_for=valid_for, label=label)
+        )
+
+    async def remembered_devices(self, session: SessionRef) -> list[DeviceInfo]:
+        """R98: the user's devices that skip the code step now, oldest first."""
+        return await self._run(functools.partial(self._sync.remembered_devices, session))
+
+    async def forget_device(self, session: SessionRef, device_id: str) -> bool:
+        """R98: one of the user's devices no longer skips the code step."""
+        return await self._run(functools.partial(self._sync.forget_device, session, device_id))
 
     async def change_password(
         self, session: SessionRef, current: str, new: str, *, code: str | None = None
@@ -194,10 +220,23 @@ class AsyncTwoStep:
         """R5: replace every backup code with a fresh set, shown once."""
         return await self._run(functools.partial(self._sync.regenerate_backup_codes, session, code))
 
-    async def set_two_factor_required(self, session: SessionRef, required: bool) -> None:
-        """R20-R22: owners turn the account requirement on (logging everyone out) or off."""
+    async def set_two_factor_required(
+        self,
+        session: SessionRef,
+        required: bool,
+        *,
+        of: RequiredOf | str = RequiredOf.EVERYONE,
+        grace_period: timedelta | None = None,
+    ) -> None:
+        """R20-R22, R95, R96: owners turn the requirement on or off, and say for whom."""
         return await self._run(
-            functools.partial(self._sync.set_two_factor_required, session, required)
+            functools.partial(
+                self._sync.set_two_factor_required,
+                session,
+                required,
+                of=of,
+                grace_period=grace_period,
+            )
         )
 
     async def reset_two_factor(self, session: SessionRef, user_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -12,8 +13,9 @@ from fastapi.testclient import TestClient
 
 import twostep as ts
 from twostep.integrations.fastapi import CurrentSession, Service, install
+from twostep.testing import ManualClock, Phone
 
-from .conftest import MEMBER, PASSWORD
+from .conftest import MEMBER, OWNER, PASSWORD
 
 
 def host_app(service: ts.TwoStep | ts.AsyncTwoStep, **options: object) -> FastAPI:
@@ -55,9 +57,9 @@ def test_the_service_runs_in_worker_threads_not_on_the_loop(host_service: ts.Two
     threads: list[str] = []
     login = host_service.login
 
-    def spy(email: str, password: str, *, client: str | None = None) -> ts.LoginStep:
+    def spy(*args: Any, **kwargs: Any) -> ts.LoginStep:
         threads.append(threading.current_thread().name)
-        return login(email, password, client=client)
+        return login(*args, **kwargs)
 
     host_service.login = spy  # type: ignore[method-assign]
     with ThreadPoolExecutor(thread_name_prefix="twostep-worker") as executor:
@@ -119,3 +121,25 @@ def test_a_language_setting_wins_over_the_client(host_service: ts.TwoStep) -> No
 def test_an_unshipped_language_setting_is_refused(host_service: ts.TwoStep) -> None:
     with pytest.raises(ValueError, match="language must be one of"):
         install(FastAPI(), host_service, language="xx")
+
+
+def test_r99_a_step_up_code_lets_an_owner_change_a_role(
+    host_service: ts.TwoStep, clock: ManualClock
+) -> None:
+    c = TestClient(host_app(host_service))
+    r = c.post("/login", json={"email": OWNER, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+    enrollment = c.post("/security/enrollment", headers=auth).json()
+    phone = Phone(enrollment["secret"], clock)
+    assert c.post("/security/enrollment/confirm", json={"code": phone.code()}, headers=auth)
+    clock.advance(hours=2)
+    member = next(
+        u for u in c.get("/admin/account", headers=auth).json()["users"] if u["email"] == MEMBER
+    )
+    reset = c.post(f"/admin/users/{member['user_id']}/reset-two-factor", headers=auth)
+    assert reset.status_code == 403
+    assert reset.json()["error"] == "step_up_required"
+    clock.advance(30)
+    assert c.post("/security/step-up", json={"code": phone.code()}, headers=auth).status_code == 200
+    reset = c.post(f"/admin/users/{member['user_id']}/reset-two-factor", headers=auth)
+    assert reset.status_code == 204

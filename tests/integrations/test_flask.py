@@ -289,3 +289,25 @@ def test_a_users_page_cursor_not_made_by_twostep_is_refused(app: Flask) -> None:
     page = c.get("/admin/users?after=forged", follow_redirects=True)
     assert page.request.path == "/admin/users"
     assert "That input is not valid" in text(page)
+
+
+def test_r99_an_owner_confirms_with_a_code_before_changing_a_role(
+    app: Flask, host_service: ts.TwoStep, clock: ManualClock
+) -> None:
+    c = client(app)
+    post(c, "/login", email=OWNER, password=PASSWORD)
+    page = text(post(c, "/security/enable"))
+    phone = Phone(page.split('id="secret-key">')[1].split("<")[0].replace(" ", ""), clock)
+    post(c, "/security/confirm", code=phone.code())
+    clock.advance(hours=2)  # longer ago than Settings.step_up_within
+    users = text(c.get("/admin/users"))
+    assert 'id="step-up"' in users
+    member_id = users.split(f'data-email="{MEMBER}"')[1].split("/admin/users/")[1].split("/")[0]
+    refused = text(post(c, f"/admin/users/{member_id}/role", role="manager"))
+    assert "This change needs a recent code" in refused
+    clock.advance(30)
+    assert "Confirmed" in text(post(c, "/security/step-up", code=phone.code()))
+    done = text(post(c, f"/admin/users/{member_id}/role", role="manager"))
+    assert "The role is now manager." in done
+    clock.advance(30)
+    assert "That code is not right." in text(post(c, "/security/step-up", code="000000"))

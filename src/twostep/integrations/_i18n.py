@@ -76,6 +76,9 @@ _NOT_ALLOWED = {
     "target_in_other_account": N_("No such user in your account."),
     "no_enrollment_in_progress": N_("Start setting up 2FA first."),
     "two_factor_required": N_("Your account requires 2FA: set it up first."),
+    "step_up_required": N_(
+        "This change needs a recent code: confirm with a code from your app, then retry."
+    ),
     "last_owner": N_("The account must keep an active owner: make someone else owner first."),
 }
 _SESSION = {

@@ -117,6 +117,12 @@ async def reset(body: CodeIn, session: CurrentSession, twostep: Service) -> Enro
     return EnrollmentOut.of(await twostep.begin_reset(session.token, body.code))
 
 
+@router.post("/security/step-up", tags=["security"])
+async def step_up(body: CodeIn, session: CurrentSession, twostep: Service) -> UserOut:
+    """Confirm with a code before an owner's sensitive change (R99: ``step_up_required``)."""
+    return UserOut.of(await twostep.step_up(session, body.code))
+
+
 @router.post("/security/backup-codes", tags=["security"])
 async def regenerate(body: CodeIn, session: CurrentSession, twostep: Service) -> BackupCodesOut:
     """Replace every backup code (R5)."""

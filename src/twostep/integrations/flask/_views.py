@@ -285,6 +285,19 @@ def change_password() -> ResponseReturnValue:
     return redirect(url_for("twostep.security"))
 
 
+@blueprint.post("/security/step-up")
+@login_required
+def step_up() -> ResponseReturnValue:
+    """R99: a fresh code before an owner's sensitive changes (roles, resets)."""
+    try:
+        get_service().step_up(user(), request.form.get("code", ""))
+    except ts.TwoStepError as error:
+        flash_error(error)
+    else:
+        flash(gettext("Confirmed: you can make the change now."), "success")
+    return redirect(url_for("twostep.admin_users"))
+
+
 @blueprint.post("/security/backup-codes")
 @login_required
 def regenerate() -> ResponseReturnValue:
