@@ -31,12 +31,13 @@ from ._results import (
     LoggedIn,
     LoginStep,
     PasswordReset,
+    SecurityKeyInfo,
     Session,
     TwoFactorStatus,
     UserOverview,
 )
 from ._service import TwoStep
-from ._settings import Argon2Params, Settings, ThrottleSettings
+from ._settings import Argon2Params, PasskeySettings, Settings, ThrottleSettings
 from ._store import SealedKeyUse, Store, Transaction
 
 if TYPE_CHECKING:
@@ -73,11 +74,13 @@ __all__ = [
     "LoggedIn",
     "LoginStep",
     "PasswordReset",
+    "PasskeySettings",
     "NotAllowed",
     "Outcome",
     "Role",
     "SQLiteStore",
     "SealedKeyUse",
+    "SecurityKeyInfo",
     "Session",
     "SessionInvalid",
     "Settings",

@@ -22,6 +22,7 @@ __all__ = [
     "LoggedIn",
     "LoginStep",
     "PasswordReset",
+    "SecurityKeyInfo",
     "Session",
     "TwoFactorStatus",
     "UserOverview",
@@ -90,10 +91,17 @@ class LoggedIn:
 
 @dataclass(frozen=True, slots=True)
 class CodeRequired:
-    """Step 2 (R1): ask for a code, then call ``complete_login(challenge, code)``."""
+    """Step 2 (R1): ask for a code, then call ``complete_login(challenge, code)``.
+
+    ``second_factors`` says what the user has (R102): ``"totp"`` (an authenticator app,
+    and its backup codes) and ``"security_key"``, for which the host asks
+    ``security_key_login_options(challenge)`` and calls
+    ``complete_login_with_security_key(challenge, assertion)``.
+    """
 
     challenge: str = field(repr=False)
     expires_at: datetime
+    second_factors: tuple[str, ...] = ("totp",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,19 @@ LoginStep = LoggedIn | CodeRequired | EnrollmentRequired
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityKeyInfo:
+    """One of the user's security keys as they see it (R105): no credential material.
+
+    ``id`` is what :meth:`twostep.TwoStep.remove_security_key` takes.
+    """
+
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class TwoFactorStatus:
     """A user's own security settings (R5: the remaining backup codes are visible)."""
 
@@ -119,6 +140,8 @@ class TwoFactorStatus:
     required_by_account: bool
     backup_codes_remaining: int
     enrollment_pending: bool
+    #: How many security keys the user has (R105).
+    security_keys: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +152,7 @@ class UserOverview:
     two_factor_enabled: bool
     backup_codes_remaining: int
     active: bool = True  # False: deactivated (R81)
+    security_keys: int = 0  # R102: a user with a key has 2FA on
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,5 +103,5 @@ def session_value(token: str, record: SessionRecord, user: User) -> Session:
         role=user.role,
         issued_at=record.issued_at,
         expires_at=record.expires_at,
-        two_factor_enabled=user.two_factor.enabled,
+        two_factor_enabled=user.has_second_factor,
     )

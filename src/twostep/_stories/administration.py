@@ -79,6 +79,7 @@ def reset_two_factor(context: Context, session: object, user_id: str) -> None:
             raise KeepAndRaise(UnknownUser(msg))
         allow(w, Action.RESET_OTHER, actor, audit_as=AuditAction.TWO_FACTOR_RESET, target=target)
         w.tx.put_user(target.without_two_factor(end_sessions=True))
+        w.tx.delete_security_keys_of(target.id)  # R107
         w.audit(
             AuditAction.TWO_FACTOR_RESET,
             Outcome.SUCCESS,
@@ -99,6 +100,7 @@ def operator_reset_two_factor(context: Context, email: str) -> User:
             raise UnknownUser(msg)
         target = target.without_two_factor(end_sessions=True)
         w.tx.put_user(target)
+        w.tx.delete_security_keys_of(target.id)  # R107
         w.audit(
             AuditAction.TWO_FACTOR_RESET,
             Outcome.SUCCESS,
@@ -121,9 +123,10 @@ def two_factor_overview(context: Context, session: object) -> AccountOverview:
                 user_id=u.id,
                 email=u.email,
                 role=u.role,
-                two_factor_enabled=u.two_factor.enabled,
+                two_factor_enabled=u.has_second_factor,
                 backup_codes_remaining=u.backup_codes_remaining,
                 active=u.active,
+                security_keys=u.security_keys,
             )
             for u in w.tx.users_of(actor.account.id)
         )

@@ -161,7 +161,7 @@ def _overview(u: User) -> UserOverview:
         user_id=u.id,
         email=u.email,
         role=u.role,
-        two_factor_enabled=u.two_factor.enabled,
+        two_factor_enabled=u.has_second_factor,
         backup_codes_remaining=u.backup_codes_remaining,
         active=u.active,
     )
