@@ -25,6 +25,7 @@ __all__ = [
     "ParsedRegistration",
     "Verified",
     "assertion_options",
+    "library",
     "login_challenge",
     "parse_assertion",
     "parse_registration",
@@ -41,10 +42,10 @@ MAX_CREDENTIAL_ID_BYTES = 1023
 _TRANSPORTS = frozenset({"usb", "nfc", "ble", "internal", "cable", "hybrid", "smart-card"})
 
 
-def _library() -> ModuleType:
+def library() -> ModuleType:
     try:
         import webauthn
-    except ImportError:  # pragma: no cover - the test extra installs it
+    except ImportError:
         msg = "security keys need the webauthn package: pip install 'twostep[passkeys]'"
         raise ConfigurationError(msg, reason="passkeys_not_installed") from None
     return webauthn
@@ -92,7 +93,7 @@ def registration_options(
     timeout_ms: int,
 ) -> str:
     """R101: the options for ``navigator.credentials.create()`` (JSON)."""
-    webauthn = _library()
+    webauthn = library()
     from webauthn.helpers.structs import (
         AuthenticatorSelectionCriteria,
         ResidentKeyRequirement,
@@ -120,7 +121,7 @@ def assertion_options(
     passkeys: PasskeySettings, challenge: bytes, keys: list[SecurityKey], timeout_ms: int
 ) -> str:
     """R103, R106: the options for ``navigator.credentials.get()`` (JSON)."""
-    webauthn = _library()
+    webauthn = library()
     from webauthn.helpers.structs import UserVerificationRequirement
 
     options = webauthn.generate_authentication_options(
@@ -163,7 +164,7 @@ class ParsedRegistration(NamedTuple):
 
 def parse_registration(value: object) -> ParsedRegistration:
     """R109: the JSON of ``PublicKeyCredential.toJSON()`` after ``create()``, or InvalidInput."""
-    _library()
+    library()
     from webauthn.helpers import parse_registration_credential_json
 
     msg = "not a security key registration response"
@@ -196,7 +197,7 @@ def verify_registration(
     passkeys: PasskeySettings, parsed: ParsedRegistration, challenge: bytes
 ) -> Verified:
     """R101: the new credential, if its response answers ``challenge`` for our party."""
-    webauthn = _library()
+    webauthn = library()
     try:
         verified = webauthn.verify_registration_response(
             credential=parsed.credential,
@@ -230,7 +231,7 @@ class ParsedAssertion(NamedTuple):
 
 def parse_assertion(value: object) -> ParsedAssertion:
     """R109: the JSON of ``PublicKeyCredential.toJSON()`` after ``get()``, or a malformed code."""
-    _library()
+    library()
     from webauthn.helpers import parse_authentication_credential_json
 
     msg = "not a security key assertion"
@@ -256,7 +257,7 @@ def verify_assertion(
     The counter itself is judged by :meth:`SecurityKey.used` (R104), after the
     signature: a forged response must not pass for a cloned key.
     """
-    webauthn = _library()
+    webauthn = library()
     try:
         verified = webauthn.verify_authentication_response(
             credential=parsed.credential,

@@ -26,6 +26,7 @@ from .._unit_of_work import Context, KeepAndRaise, Work
 from .._webauthn import (
     ParsedAssertion,
     assertion_options,
+    library,
     login_challenge,
     parse_assertion,
     parse_registration,
@@ -47,10 +48,14 @@ __all__ = [
 
 
 def _passkeys(context: Context) -> PasskeySettings:
-    """R100: the relying party, or ConfigurationError if security keys are off."""
+    """R100: the relying party, or ConfigurationError if security keys are off.
+
+    Also if py_webauthn is missing (the ``passkeys`` extra).
+    """
     if context.passkeys is None:
         msg = "security keys are not set up: pass passkeys=PasskeySettings(...) to TwoStep"
         raise ConfigurationError(msg, reason="passkeys_not_configured")
+    library()
     return context.passkeys
 
 

@@ -164,6 +164,7 @@ def _overview(u: User) -> UserOverview:
         two_factor_enabled=u.has_second_factor,
         backup_codes_remaining=u.backup_codes_remaining,
         active=u.active,
+        security_keys=u.security_keys,
     )
 
 
