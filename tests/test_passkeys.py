@@ -656,3 +656,48 @@ def test_r100_without_the_extra_a_passkey_operation_names_it(
         world.service.begin_security_key_registration(session)
     assert missing.value.reason == "passkeys_not_installed"
     assert "twostep[passkeys]" in str(missing.value)
+
+
+def test_r101_the_limit_holds_for_registrations_begun_together(world: World) -> None:
+    session = world.login(world.member)
+    for n in range(PASSKEYS.max_keys - 1):
+        register(world, session, f"Key {n}")
+    first = SoftKey().create(world.service.begin_security_key_registration(session))
+    second = SoftKey().create(world.service.begin_security_key_registration(session))
+    world.service.finish_security_key_registration(session, first, "Last")
+    with pytest.raises(ts.NotAllowed) as full:
+        world.service.finish_security_key_registration(session, second, "One too many")
+    assert full.value.reason == "too_many_security_keys"
+    assert len(world.service.list_security_keys(session)) == PASSKEYS.max_keys
+
+
+def test_r109_an_overlong_credential_id_is_refused(world: World) -> None:
+    session = world.login(world.member)
+    key = SoftKey()
+    key.credential_id = os.urandom(1024)  # WebAuthn allows at most 1023 bytes
+    created = key.create(world.service.begin_security_key_registration(session))
+    with pytest.raises(ts.InvalidCode) as refused:
+        world.service.finish_security_key_registration(session, created, "Long")
+    assert refused.value.reason == "wrong"
+    assert world.service.list_security_keys(session) == ()
+
+
+def test_r105_parsed_responses_show_nothing_in_their_repr(world: World) -> None:
+    from twostep import _webauthn
+    from twostep._code_check import KeyProof
+
+    session = world.login(world.member)
+    key = SoftKey()
+    created = key.create(world.service.begin_security_key_registration(session))
+    parsed = _webauthn.parse_registration(created)
+    assertion = _webauthn.parse_assertion(
+        key.get(json.dumps({"challenge": b64(os.urandom(32)), "rpId": RP_ID}))
+    )
+    proof = KeyProof(assertion.credential_id, lambda _: 0)
+    shown = [repr(parsed), repr(assertion), repr(proof), repr(_webauthn.Verified("c", b"k", 1))]
+    assert shown == [
+        "ParsedRegistration(<hidden>)",
+        "ParsedAssertion(<hidden>)",
+        "KeyProof(<hidden>)",
+        "Verified(<hidden>)",
+    ]

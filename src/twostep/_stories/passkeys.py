@@ -165,7 +165,13 @@ def finish_registration(
         )
         w.tx.add_security_key(key)
         w.tx.put_user(user.with_security_keys(len(keys) + 1))
-        w.audit(audit_as, Outcome.SUCCESS, account_id=user.account_id, actor_id=user.id)
+        w.audit(
+            audit_as,
+            Outcome.SUCCESS,
+            account_id=user.account_id,
+            actor_id=user.id,
+            target_id=user.id,
+        )
         return _info(key)
 
 
@@ -264,7 +270,12 @@ def login_options(context: Context, token: str) -> str:
     with context.work(write=False) as w:
         record = w.tx.get_challenge(token_hash(token))
         user = w.tx.get_user(record.user_id) if record is not None else None
-        if record is None or record.kind is not ChallengeKind.CODE or user is None:
+        if (
+            record is None
+            or record.kind is not ChallengeKind.CODE
+            or user is None
+            or not user.active
+        ):
             msg = "unknown or used login challenge"
             raise ChallengeExpired(msg, reason="unknown")
         record.check_usable(w.now, settings.challenge_max_attempts, settings.challenge_ttl)
