@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,11 +43,15 @@ V1_USER_COLUMNS = (
     "totp_secret, last_step, enabled_at, pending_secret, pending_expires_at, "
     "backup_salt, backup_digests, backup_used, session_generation"
 )
+V1_ACCOUNT_COLUMNS = "id, name, created_at, two_factor_required, session_generation"
+V1_SESSION_COLUMNS = (
+    "token_hash, user_id, account_id, issued_at, expires_at, account_generation, user_generation"
+)
 COLUMNS = {
-    "accounts": _sql.ACCOUNT_COLUMNS,
+    "accounts": V1_ACCOUNT_COLUMNS,
     "users": V1_USER_COLUMNS,
     "challenges": _sql.CHALLENGE_COLUMNS,
-    "sessions": _sql.SESSION_COLUMNS,
+    "sessions": V1_SESSION_COLUMNS,
     "throttles": V1_THROTTLE_COLUMNS,
     # Events of no account are kept under '' since version 2; the trail reads the same.
     "audit": "id, at, coalesce(account_id, ''), actor, actor_id, action, target_id, outcome, "
@@ -54,8 +59,14 @@ COLUMNS = {
 }
 #: What version 3 added, with the value every row had before it.
 VERSION_3_COLUMNS = {"throttles": "in_flight, in_flight_at", "audit": "repeats"}
-#: What version 4 added (R102): the users' count of security keys.
-VERSION_4_COLUMNS = {"users": "security_keys"}
+#: What version 4 added, likewise.
+VERSION_4_COLUMNS = {
+    "accounts": "required_of, grace_period, required_since, members_required_since, "
+    "members_generation",
+    "sessions": "members_generation, second_factor_at",
+}
+#: What version 5 added (R102): the users' count of security keys.
+VERSION_5_COLUMNS = {"users": "security_keys"}
 
 
 def _rows(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
@@ -77,9 +88,21 @@ EVENTS = [
 THROTTLE = ThrottleState(ThrottleKey(ThrottleScope.USER, "u1"), 3, T0 + timedelta(seconds=8), T0)
 
 
+ACCOUNT = Account("a1", "Acme", T0, two_factor_required=True, session_generation=2)
+SESSION = SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4)
+#: Issued before the requirement went on (generation 1 < 2): revoked (R21).
+OLD_SESSION = SessionRecord("o" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 1, 4)
+
+
 def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True, old: bool = False) -> None:
-    """One row of every kind, with every optional field set (``old``: as version 1 had)."""
-    tx.put_account(Account("a1", "Acme", T0, two_factor_required=True, session_generation=2))
+    """One row of every kind, with every optional field set (``old``: as version 1 has)."""
+    if old:
+        tx._db.execute(
+            f"INSERT INTO accounts ({V1_ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",  # noqa: S608
+            _sql.account_row(ACCOUNT)[:5],
+        )
+    else:
+        tx.put_account(ACCOUNT)
     user = User(
         id="u1",
         account_id="a1",
@@ -109,7 +132,14 @@ def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True, old: bool = Fal
     tx.put_challenge(
         LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5), 2)
     )
-    tx.put_session(SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4))
+    for session in (SESSION, OLD_SESSION):
+        if old:
+            tx._db.execute(
+                f"INSERT INTO sessions ({V1_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                _sql.session_row(session)[:7],
+            )
+        else:
+            tx.put_session(session)
     if throttle:
         tx.put_throttle(THROTTLE)
     for event in EVENTS if audit else []:
@@ -192,7 +222,7 @@ def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
     with pytest.raises(ts.StoreError, match="schema version 1"):
         ts.SQLiteStore(path, migrate=False)  # never migrated behind the operator's back
     store = ts.SQLiteStore(path)
-    assert store.schema_version() == _migrations.SCHEMA_VERSION == 4
+    assert store.schema_version() == _migrations.SCHEMA_VERSION == 5
     store.close()
 
     with sqlite3.connect(path) as db:
@@ -247,7 +277,20 @@ def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
     with store.transaction(write=False) as tx:
         assert tx.get_throttle(THROTTLE.key) == THROTTLE
         assert tx.audit_events("a1", 10) == _trail("a1")
+        # Version 4's columns mean what the rows meant before them (R95, R96, R99): a
+        # requirement of everyone, no grace period, no second factor in the session, and
+        # the members' generation where the one generation was.
+        assert tx.get_account("a1") == replace(ACCOUNT, members_generation=2)
+        assert tx.get_session(SESSION.token_hash) == replace(SESSION, members_generation=2)
+        old = tx.get_session(OLD_SESSION.token_hash)
+        account = tx.get_account("a1")
+        member = tx.get_user("u1")
     store.close()
+    # R21: a member's session revoked before the upgrade stays revoked after it.
+    assert old is not None
+    assert member is not None
+    with pytest.raises(ts.SessionInvalid, match="revoked"):
+        old.check_valid(T0, timedelta(hours=12), replace(member, role=Role.MEMBER), account)
 
     with sqlite3.connect(path) as db:
         assert _rows(db) == before
@@ -259,20 +302,30 @@ def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert added == {"throttles": {(0, None)}, "audit": {(1,)}}
     assert "audit_throttled" in indexes
+    with sqlite3.connect(path) as db:
+        added = {
+            table: set(db.execute(f"SELECT {columns} FROM {table}"))  # noqa: S608
+            for table, columns in VERSION_4_COLUMNS.items()
+        }
+        assert db.execute("SELECT count(*) FROM remembered_devices").fetchone() == (0,)
+    assert added == {
+        "accounts": {("everyone", None, None, None, 2)},
+        "sessions": {(2, None), (1, None)},
+    }
 
 
-def test_migrating_from_version_3_keeps_every_row(tmp_path: Path) -> None:
-    # Version 4 (R100-R109) adds the users' count of security keys in place, 0 for every
+def test_migrating_from_version_4_keeps_every_row(tmp_path: Path) -> None:
+    # Version 5 (R100-R109) adds the users' count of security keys in place, 0 for every
     # user (nobody had a key), and an empty table of keys.
     path = tmp_path / "old.db"
-    _old_database(path, 3)
+    _old_database(path, 4)
     with sqlite3.connect(path) as db:
         before = _rows(db)
     assert all(before.values())
-    with pytest.raises(ts.StoreError, match="schema version 3"):
+    with pytest.raises(ts.StoreError, match="schema version 4"):
         ts.SQLiteStore(path, migrate=False)
     store = ts.SQLiteStore(path)
-    assert store.schema_version() == _migrations.SCHEMA_VERSION == 4
+    assert store.schema_version() == _migrations.SCHEMA_VERSION == 5
     with store.transaction(write=False) as tx:
         user = tx.get_user("u1")
         assert tx.security_keys_of("u1") == []
@@ -283,14 +336,14 @@ def test_migrating_from_version_3_keeps_every_row(tmp_path: Path) -> None:
         assert _rows(db) == before
         added = {
             table: set(db.execute(f"SELECT {columns} FROM {table}"))  # noqa: S608
-            for table, columns in VERSION_4_COLUMNS.items()
+            for table, columns in VERSION_5_COLUMNS.items()
         }
         keys = db.execute("SELECT count(*) FROM security_keys").fetchone()
     assert added == {"users": {(0,)}}
     assert keys == (0,)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_a_database_made_at_the_current_version_has_the_same_layout_as_a_migrated_one(
     tmp_path: Path, version: int
 ) -> None:

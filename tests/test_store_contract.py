@@ -21,6 +21,7 @@ from twostep._domain import (
     BackupCodeSet,
     ChallengeKind,
     LoginChallenge,
+    RememberedDevice,
     SecurityKey,
     SessionRecord,
     ThrottleKey,
@@ -115,7 +116,7 @@ def test_account_round_trip_and_replace(contract_store: ts.Store) -> None:
         tx.put_account(a)
     with contract_store.transaction(write=False) as tx:
         assert tx.get_account(a.id) == a
-    changed = a.with_requirement(False)
+    changed = a.with_requirement(False, T0)
     with contract_store.transaction() as tx:
         tx.put_account(changed)
     with contract_store.transaction(write=False) as tx:
@@ -400,6 +401,99 @@ def test_session_round_trip_and_delete(contract_store: ts.Store) -> None:
         tx.delete_session("never existed")
     with contract_store.transaction(write=False) as tx:
         assert tx.get_session(session.token_hash) is None
+
+
+def test_r96_r99_session_keeps_its_members_generation_and_second_factor_time(
+    contract_store: ts.Store,
+) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    session = SessionRecord(
+        "s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 4, 2, 7, T0 + timedelta(seconds=3)
+    )
+    with contract_store.transaction() as tx:
+        tx.put_session(session)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_session(session.token_hash) == session
+
+
+def test_r95_r96_account_keeps_its_requirement(contract_store: ts.Store) -> None:
+    a = account().with_requirement(
+        True, T0, of=ts.RequiredOf.ADMINS, grace_period=timedelta(days=7, microseconds=5)
+    )
+    a = a.with_requirement(True, T0 + timedelta(hours=1), grace_period=timedelta(hours=2))
+    assert a.members_required_since is not None  # widened: every field is set
+    with contract_store.transaction() as tx:
+        tx.put_account(a)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_account(a.id) == a
+
+
+def device(
+    token_hash: str, device_id: str, user_id: str = "u1", **changes: object
+) -> RememberedDevice:
+    base = RememberedDevice(
+        token_hash=token_hash,
+        id=device_id,
+        user_id=user_id,
+        label="Firefox on Linux",
+        created_at=T0,
+        expires_at=T0 + timedelta(days=30),
+        last_used_at=None,
+        account_generation=1,
+        members_generation=2,
+        user_generation=3,
+    )
+    return base._replace(**changes)
+
+
+def test_r98_devices_round_trip_list_and_delete(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    later = device("h2", "d2", created_at=T0 + timedelta(seconds=1), last_used_at=T0)
+    first = device("h1", "d1")
+    other = device("h3", "d3", user_id="u2")
+    with contract_store.transaction() as tx:
+        assert tx.get_device("h1") is None
+        for d in (later, first, other):
+            tx.put_device(d)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_device("h2") == later
+        assert tx.devices_of("u1") == [first, later]  # oldest first
+        assert tx.devices_of("nobody") == []
+    used = first._replace(last_used_at=T0 + timedelta(days=1))
+    with contract_store.transaction() as tx:
+        tx.put_device(used)  # replaced, not added
+        tx.delete_device("h2")
+        tx.delete_device("never existed")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.devices_of("u1") == [used]
+    with contract_store.transaction() as tx:
+        tx.delete_devices_of("u1")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.devices_of("u1") == []
+        assert tx.get_device("h3") == other
+
+
+def test_r82_r98_deleting_a_user_forgets_their_devices(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    with contract_store.transaction() as tx:
+        tx.put_device(device("h1", "d1"))
+        tx.put_device(device("h2", "d2", user_id="u2"))
+        tx.delete_user("u1")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_device("h1") is None
+        assert tx.get_device("h2") is not None
+
+
+def test_r98_purge_deletes_expired_devices(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    now = T0 + timedelta(days=30)
+    with contract_store.transaction() as tx:
+        for n, expires in enumerate((now - timedelta(seconds=1), now, now + timedelta(seconds=1))):
+            tx.put_device(device(f"h{n}", f"d{n}", expires_at=expires))
+    with contract_store.transaction() as tx:
+        assert tx.purge_expired(now, throttles_before=T0) == 2
+    with contract_store.transaction(write=False) as tx:
+        assert [d.id for d in tx.devices_of("u1")] == ["d2"]
 
 
 def test_throttle_round_trip_update_and_delete(contract_store: ts.Store) -> None:

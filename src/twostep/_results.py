@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from ._domain import Role
+from ._domain import RequiredOf, Role
 from ._provisioning import Enrollment
 
 __all__ = [
     "AccountOverview",
     "BackupCodes",
     "CodeRequired",
+    "DeviceInfo",
+    "DeviceToken",
     "EnrollmentRequired",
     "LoggedIn",
     "LoginStep",
@@ -45,6 +47,11 @@ class Session:
     issued_at: datetime
     expires_at: datetime
     two_factor_enabled: bool
+    #: R95: the user is inside a grace period and must turn 2FA on before this time;
+    #: ask them to, on every page. ``None`` when nothing is due.
+    enroll_by: datetime | None = None
+    #: R99: when a second factor was last passed in this session (``None``: never).
+    second_factor_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +90,46 @@ class PasswordReset(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class LoggedIn:
-    """The login is complete. ``backup_codes`` is set when it included an enrolment (R3)."""
+    """The login is complete. ``backup_codes`` is set when it included an enrolment (R3).
+
+    ``session.enroll_by`` is set when the user logged in inside a grace period (R95):
+    ask them to turn 2FA on now.
+    """
 
     session: Session
     backup_codes: BackupCodes | None = None
+
+    @property
+    def enroll_by(self) -> datetime | None:
+        """R95: the end of the user's grace period, if they must still turn 2FA on."""
+        return self.session.enroll_by
+
+
+class DeviceToken(NamedTuple):
+    """R98: the token of a remembered device, for a long-lived cookie; shown once.
+
+    ``device_id`` names the device in :meth:`~twostep.TwoStep.remembered_devices`.
+    """
+
+    token: str
+    device_id: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceToken(token=<hidden>, device_id={self.device_id!r}, "
+            f"expires_at={self.expires_at!r})"
+        )
+
+
+class DeviceInfo(NamedTuple):
+    """R98: a remembered device as its user sees it in a list (no token, no hash)."""
+
+    device_id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +183,8 @@ class TwoFactorStatus:
     required_by_account: bool
     backup_codes_remaining: int
     enrollment_pending: bool
+    #: R95: the end of the user's grace period, while 2FA is due and off.
+    enroll_by: datetime | None = None
     #: How many security keys the user has (R105).
     security_keys: int = 0
 
@@ -152,6 +197,8 @@ class UserOverview:
     two_factor_enabled: bool
     backup_codes_remaining: int
     active: bool = True  # False: deactivated (R81)
+    #: R95: the end of the user's grace period, while 2FA is due and off.
+    enroll_by: datetime | None = None
     security_keys: int = 0  # R102: a user with a key has 2FA on
 
 
@@ -163,3 +210,6 @@ class AccountOverview:
     name: str
     two_factor_required: bool
     users: tuple[UserOverview, ...]
+    #: Whom the requirement covers (R96) and its grace period (R95).
+    required_of: RequiredOf = RequiredOf.EVERYONE
+    grace_period: timedelta | None = None

@@ -19,10 +19,9 @@ from .._audit import AuditAction, Outcome
 from .._domain import Role, User
 from .._errors import InvalidInput, NotAllowed, UnknownUser
 from .._policy import Action
-from .._results import UserOverview
 from .._sessions import Actor, authenticate
 from .._unit_of_work import Context, KeepAndRaise, Work
-from ._shared import allow
+from ._shared import allow, user_overview
 
 if TYPE_CHECKING:
     from .._user_pages import UserPage
@@ -151,20 +150,8 @@ def list_users(
     page = found[:page_size]
     last = page[-1] if len(found) > page_size else None
     return UserPage(
-        tuple(_overview(u) for u in page),
+        tuple(user_overview(u, actor.account) for u in page),
         None if last is None else cursor_after(last.created_at, last.id),
-    )
-
-
-def _overview(u: User) -> UserOverview:
-    return UserOverview(
-        user_id=u.id,
-        email=u.email,
-        role=u.role,
-        two_factor_enabled=u.has_second_factor,
-        backup_codes_remaining=u.backup_codes_remaining,
-        active=u.active,
-        security_keys=u.security_keys,
     )
 
 

@@ -259,11 +259,48 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
         ),
     ),
     (
+        # Both dialects, columns added in place.
+        # Accounts: whom the requirement covers, its grace period (in microseconds) and
+        # since when it covers owners and managers, and members; and the generation that
+        # ends the members' sessions alone (R95, R96).
+        # Sessions: the members' generation they were issued under, and when a second
+        # factor was last passed in them (R96, R99).
+        # Remembered devices (R98): found by their token's hash; listed per user.
+        4,
+        (
+            "ALTER TABLE accounts ADD COLUMN required_of TEXT NOT NULL DEFAULT 'everyone'",
+            "ALTER TABLE accounts ADD COLUMN grace_period {bigint}",
+            "ALTER TABLE accounts ADD COLUMN required_since {bigint}",
+            "ALTER TABLE accounts ADD COLUMN members_required_since {bigint}",
+            "ALTER TABLE accounts ADD COLUMN members_generation {bigint} NOT NULL DEFAULT 0",
+            "ALTER TABLE sessions ADD COLUMN members_generation {bigint} NOT NULL DEFAULT 0",
+            "ALTER TABLE sessions ADD COLUMN second_factor_at {bigint}",
+            # Members now answer to members_generation alone: it starts where the one
+            # generation was, so that a session revoked before stays revoked.
+            "UPDATE accounts SET members_generation = session_generation",
+            "UPDATE sessions SET members_generation = account_generation",
+            """CREATE TABLE remembered_devices (
+                token_hash TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                label TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                last_used_at {bigint},
+                account_generation {bigint} NOT NULL,
+                members_generation {bigint} NOT NULL,
+                user_generation {bigint} NOT NULL
+            )""",
+            "CREATE INDEX remembered_devices_user ON remembered_devices (user_id, created_at)",
+            "CREATE INDEX remembered_devices_expiry ON remembered_devices (expires_at)",
+        ),
+    ),
+    (
         # Security keys (WebAuthn) as a second factor (R100-R109). Found by twostep's id
         # (removal), by the credential id an assertion names (unique across the
         # installation), and by user (listing; a user's names are unique). The user row
         # counts its keys, so that checking a session needs no other read (R102).
-        4,
+        5,
         (
             "ALTER TABLE users ADD COLUMN security_keys INTEGER NOT NULL DEFAULT 0",
             """CREATE TABLE security_keys (

@@ -13,6 +13,7 @@ from .._audit_pages import AuditQuery
 from .._domain import (
     Account,
     LoginChallenge,
+    RememberedDevice,
     SecurityKey,
     SessionRecord,
     ThrottleKey,
@@ -159,6 +160,7 @@ class _Tx:
         for key, challenge in list(self._s.challenges.items()):
             if challenge.user_id == user_id:
                 self._set(self._s.challenges, key, _MISSING)
+        self.delete_devices_of(user_id)
         self.delete_throttle(ThrottleKey(ThrottleScope.USER, user_id))
         self.delete_security_keys_of(user_id)
 
@@ -224,6 +226,23 @@ class _Tx:
 
     def delete_session(self, token_hash: str) -> None:
         self._set(self._s.sessions, token_hash, _MISSING)
+
+    def get_device(self, token_hash: str) -> RememberedDevice | None:
+        return self._s.devices.get(token_hash)
+
+    def put_device(self, device: RememberedDevice) -> None:
+        self._set(self._s.devices, device.token_hash, device)
+
+    def devices_of(self, user_id: str) -> list[RememberedDevice]:
+        mine = (d for d in self._s.devices.values() if d.user_id == user_id)
+        return sorted(mine, key=lambda d: (d.created_at, d.id))
+
+    def delete_device(self, token_hash: str) -> None:
+        self._set(self._s.devices, token_hash, _MISSING)
+
+    def delete_devices_of(self, user_id: str) -> None:
+        for device in self.devices_of(user_id):
+            self.delete_device(device.token_hash)
 
     def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
         return self._s.throttles.get(key)
@@ -302,6 +321,7 @@ class _Tx:
         events = self._purge_audit(audit_before, anonymous_audit_before)
         dead_c = [k for k, c in self._s.challenges.items() if c.expires_at <= now]
         dead_s = [k for k, s in self._s.sessions.items() if s.expires_at <= now]
+        dead_d = [k for k, d in self._s.devices.items() if d.expires_at <= now]
         dead_t = [
             k
             for k, t in self._s.throttles.items()
@@ -318,12 +338,14 @@ class _Tx:
             self.delete_challenge(key)
         for key in dead_s:
             self.delete_session(key)
+        for key in dead_d:
+            self.delete_device(key)
         for throttle_key in dead_t:
             self.delete_throttle(throttle_key)
         for user in lapsed:
             state = replace(user.two_factor, pending_secret=None, pending_expires_at=None)
             self.put_user(replace(user, two_factor=state))
-        return events + len(dead_c) + len(dead_s) + len(dead_t) + len(lapsed)
+        return events + len(dead_c) + len(dead_s) + len(dead_d) + len(dead_t) + len(lapsed)
 
 
 def _repeat_key(e: AuditEvent) -> tuple[object, ...]:
@@ -353,6 +375,7 @@ class InMemoryStore:
         self.members: dict[str, set[str]] = {}
         self.challenges: dict[str, LoginChallenge] = {}
         self.sessions: dict[str, SessionRecord] = {}
+        self.devices: dict[str, RememberedDevice] = {}
         self.throttles: dict[ThrottleKey, ThrottleState] = {}
         #: Security keys by twostep's id, and their ids by credential id (R101).
         self.security_keys: dict[str, SecurityKey] = {}
