@@ -83,6 +83,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "begin_reset": ("session", "code"),
     "regenerate_backup_codes": ("session", "code"),
     "step_up": ("session", "code"),
+    "step_up_with_security_key": ("session", "assertion"),
     "remember_device": ("session", "*valid_for", "*label"),
     "remembered_devices": ("session",),
     "forget_device": ("session", "device_id"),

@@ -701,3 +701,31 @@ def test_r105_parsed_responses_show_nothing_in_their_repr(world: World) -> None:
         "KeyProof(<hidden>)",
         "Verified(<hidden>)",
     ]
+
+
+def test_r99_a_key_steps_a_session_up(world: World) -> None:
+    # An owner whose only second factor is a key passes it again before a sensitive change.
+    owner = world.login(world.owner)
+    key, _ = register(world, owner)
+    session = key_login(world, world.owner, key).session
+    assert session.second_factor_at == world.clock.now()  # a key login marks the session
+    assert FAST.step_up_within is not None
+    world.clock.advance(FAST.step_up_within.total_seconds() + 1)
+    with pytest.raises(ts.StepUpRequired):
+        world.service.set_role(session, world.member.id, ts.Role.MANAGER)
+    stale = key.get(json.dumps({"challenge": b64(os.urandom(32)), "rpId": RP_ID}))
+    with pytest.raises(ts.ChallengeExpired):
+        world.service.step_up_with_security_key(session, stale)
+    check = world.service.begin_security_key_check(session)
+    wrong = key.get(check, origin="https://evil.example.test")
+    with pytest.raises(ts.InvalidCode):
+        world.service.step_up_with_security_key(session, wrong)
+    check = world.service.begin_security_key_check(session)
+    assertion = key.get(check)
+    stepped = world.service.step_up_with_security_key(session, assertion)
+    assert stepped.second_factor_at == world.clock.now()
+    world.service.set_role(session, world.member.id, ts.Role.MANAGER)
+    with pytest.raises(ts.ChallengeExpired):  # the check was spent
+        world.service.step_up_with_security_key(session, assertion)
+    steps = [e for e in events(world, ts.AuditAction.STEP_UP) if e.outcome is ts.Outcome.SUCCESS]
+    assert [e.reason for e in steps] == ["security_key"]

@@ -199,6 +199,16 @@ class TwoStep:
         """
         return own_two_factor.step_up(self._context, session, code)
 
+    def step_up_with_security_key(self, session: SessionRef, assertion: str) -> Session:
+        """R99: pass a security key again in this session, before a sensitive action.
+
+        ``assertion`` answers the options of :meth:`begin_security_key_check`; it goes
+        through the same checks and throttles as a code (R103).
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        return passkeys.step_up_with_key(self._context, session, assertion)
+
     # -- remembered devices (R98) ------------------------------------------------------
 
     def remember_device(
@@ -323,7 +333,10 @@ class TwoStep:
         return passkeys.list_keys(self._context, session)
 
     def begin_security_key_check(self, session: SessionRef) -> str:
-        """R106: options for ``navigator.credentials.get()`` to prove a key to remove one."""
+        """R106, R99: options for ``navigator.credentials.get()`` to prove a key in a session.
+
+        For :meth:`remove_security_key` and :meth:`step_up_with_security_key`.
+        """
         from ._stories import passkeys  # first use: see _stories.passkeys
 
         return passkeys.begin_check(self._context, session)

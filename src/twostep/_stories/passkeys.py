@@ -9,6 +9,7 @@ step of a login with a key. An assertion is checked on the one path of every cod
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import NoReturn
@@ -18,8 +19,8 @@ from .._audit import AuditAction, Outcome
 from .._code_check import Against, CodeAttempt, KeyProof, Passed, present_code
 from .._domain import ChallengeKind, LoginChallenge, SecurityKey
 from .._errors import ChallengeExpired, ConfigurationError, InvalidInput, NotAllowed, TwoStepError
-from .._results import LoggedIn, SecurityKeyInfo
-from .._sessions import Actor, authenticate, token_hash
+from .._results import LoggedIn, SecurityKeyInfo, Session
+from .._sessions import Actor, authenticate, session_token, session_value, token_hash
 from .._settings import PasskeySettings
 from .._throttling import code_counters
 from .._unit_of_work import Context, KeepAndRaise, Work
@@ -44,6 +45,7 @@ __all__ = [
     "login_options",
     "login_with_key",
     "remove_key",
+    "step_up_with_key",
 ]
 
 
@@ -202,6 +204,60 @@ def _key_proof(passkeys: PasskeySettings, parsed: ParsedAssertion, challenge: by
     )
 
 
+def _checked_key(context: Context, assertion: object) -> tuple[KeyProof, str]:
+    """R106: an assertion answering a key check, and the hash its challenge is kept under."""
+    passkeys = _passkeys(context)
+    parsed = parse_assertion(assertion)
+    from webauthn.helpers import base64url_to_bytes
+
+    proof = _key_proof(passkeys, parsed, base64url_to_bytes(parsed.challenge))
+    return proof, token_hash(parsed.challenge)
+
+
+def _check_record(w: Work, actor: Actor, hashed: str, audit_as: AuditAction) -> LoginChallenge:
+    """The actor's live key check that an assertion answers, or an audited refusal."""
+    record = w.tx.get_challenge(hashed)
+    if (
+        record is None
+        or record.kind is not ChallengeKind.KEY_CHECK
+        or record.user_id != actor.user.id
+    ):
+        unknown = ChallengeExpired("no such security key check", reason="unknown")
+        _refuse(w, audit_as, actor, unknown, Outcome.FAILURE)
+    return record
+
+
+def step_up_with_key(context: Context, session: object, assertion: object) -> Session:
+    """R99: a key's assertion passed again in this session, before a sensitive action."""
+    proof, check_hash = _checked_key(context, assertion)
+    records = []  # the session, as each transaction loaded it
+
+    def load(w: Work) -> CodeAttempt:
+        actor = authenticate(w, context.settings, session)
+        records.append(actor.record)
+        record = _check_record(w, actor, check_hash, AuditAction.STEP_UP)
+        counters = code_counters(context.settings, actor.user.id, None)
+        return CodeAttempt(
+            actor.user, actor.account, AuditAction.STEP_UP, Against.CONFIRMED, counters, record
+        )
+
+    def apply(w: Work, attempt: CodeAttempt, passed: Passed) -> Session:
+        record = replace(records[-1], second_factor_at=w.now)
+        w.tx.put_session(record)
+        user = passed.user
+        w.audit(
+            AuditAction.STEP_UP,
+            Outcome.SUCCESS,
+            account_id=user.account_id,
+            actor_id=user.id,
+            target_id=user.id,
+            reason=passed.how,
+        )
+        return session_value(session_token(session), record, user, attempt.account)
+
+    return present_code(context, proof, load, apply)
+
+
 def remove_key(
     context: Context, session: object, key_id: object, code: object, assertion: object
 ) -> None:
@@ -213,12 +269,7 @@ def remove_key(
     proof: object = code
     check_hash = None
     if assertion is not None:
-        passkeys = _passkeys(context)
-        parsed = parse_assertion(assertion)
-        from webauthn.helpers import base64url_to_bytes
-
-        proof = _key_proof(passkeys, parsed, base64url_to_bytes(parsed.challenge))
-        check_hash = token_hash(parsed.challenge)
+        proof, check_hash = _checked_key(context, assertion)
     audit_as = AuditAction.SECURITY_KEY_REMOVED
 
     def load(w: Work) -> CodeAttempt:
@@ -233,16 +284,7 @@ def remove_key(
             msg = "the account requires 2FA: this is your last second factor"
             error = NotAllowed(msg, reason="last_second_factor", rule="R106")
             _refuse(w, audit_as, actor, error, Outcome.DENIED)
-        record = None
-        if check_hash is not None:
-            record = w.tx.get_challenge(check_hash)
-            if (
-                record is None
-                or record.kind is not ChallengeKind.KEY_CHECK
-                or record.user_id != user.id
-            ):
-                unknown = ChallengeExpired("no such security key check", reason="unknown")
-                _refuse(w, audit_as, actor, unknown, Outcome.FAILURE)
+        record = None if check_hash is None else _check_record(w, actor, check_hash, audit_as)
         counters = code_counters(context.settings, user.id, None)
         return CodeAttempt(user, actor.account, audit_as, Against.CONFIRMED, counters, record)
 
