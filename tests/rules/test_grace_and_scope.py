@@ -269,28 +269,55 @@ def test_r96_narrowing_to_admins_logs_out_nobody(world: World) -> None:
     assert requirement_reasons(world) == ["all_sessions_ended", "admins_only"]
 
 
+@pytest.mark.parametrize("role", ["manager", "owner"])
 def test_r96_promoting_a_member_without_2fa_under_admins_only_ends_their_sessions(
-    world: World,
+    world: World, role: str
 ) -> None:
     require(world, of="admins")
     member = password_login(world, world.member).session
-    world.service.set_role(owner_session(world), world.member.id, "manager")
-    assert state(world, member) == "two_factor_required"
+    world.service.set_role(owner_session(world), world.member.id, role)
+    assert state(world, member) == "revoked"
     assert isinstance(world.service.login(world.member.email, PASSWORD), ts.EnrollmentRequired)
 
 
-def test_r96_r95_a_promotion_inside_the_grace_keeps_the_session_until_the_deadline(
+@pytest.mark.parametrize("opened", ["before", "after"])
+def test_r80_r96_promoting_an_enrolled_member_under_admins_only_ends_their_sessions_alike(
+    world: World, opened: str
+) -> None:
+    # Whether the session was opened before or after the requirement: the promotion
+    # brings the user under it, and they log in again under it, with a code.
+    member = enrolled_session(world, world.member) if opened == "before" else None
+    require(world, of="admins")
+    if member is None:
+        member = enrolled_session(world, world.member)
+    assert state(world, member) == "valid"
+    world.service.set_role(owner_session(world), world.member.id, "manager")
+    assert state(world, member) == "revoked"
+    assert isinstance(world.service.login(world.member.email, PASSWORD), ts.CodeRequired)
+
+
+def test_r80_a_promotion_the_requirement_does_not_reach_ends_no_session(world: World) -> None:
+    require(world, of="admins")
+    manager = world.login(world.manager)  # enrolled inside the login (R3)
+    world.service.set_role(owner_session(world), world.manager.id, "owner")  # covered before
+    assert state(world, manager) == "valid"
+
+
+def test_r96_r95_a_promotion_inside_the_grace_counts_from_the_requirement(
     world: World,
 ) -> None:
     started = require(world, of="admins", grace_period=6 * HOUR)
     member = password_login(world, world.member).session
     world.clock.advance(hours=1)
     world.service.set_role(owner_session(world), world.member.id, "manager")
-    # Counted from when the requirement began, not from the promotion.
-    assert world.service.check_session(member).enroll_by == started + 6 * HOUR
-    assert world.service.two_factor_status(member).required_by_account is True
+    assert state(world, member) == "revoked"
+    # Logged in again with the password: counted from when the requirement began, not
+    # from the promotion.
+    manager = password_login(world, world.member).session
+    assert world.service.check_session(manager).enroll_by == started + 6 * HOUR
+    assert world.service.two_factor_status(manager).required_by_account is True
     world.clock.set(started + 6 * HOUR)
-    assert state(world, member) == "two_factor_required"
+    assert state(world, manager) == "two_factor_required"
 
 
 @pytest.mark.parametrize("of", ["all", "ADMINS", "owners", "", None, 1])

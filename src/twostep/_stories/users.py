@@ -43,11 +43,16 @@ def set_role(context: Context, session: object, user_id: object, role: object) -
         allow(w, Action.SET_ROLE, actor, audit_as=audit_as, target=target)
         if new_role == target.role:
             return
+        changed = replace(target, role=new_role)
         demoted = _RANK[new_role] > _RANK[target.role]
+        # R96: a promotion that brings the user under the requirement ends their
+        # sessions, as turning the requirement on would have.
+        covered = actor.account.covers(changed) and not actor.account.covers(target)
         if target.role is Role.OWNER:
             _keep_an_owner(w, actor, target, audit_as, "R80")
-        generation = target.session_generation + 1 if demoted else target.session_generation
-        w.tx.put_user(replace(target, role=new_role, session_generation=generation))
+        if demoted or covered:
+            changed = replace(changed, session_generation=target.session_generation + 1)
+        w.tx.put_user(changed)
         w.audit(
             audit_as,
             Outcome.SUCCESS,
