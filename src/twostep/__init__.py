@@ -42,12 +42,13 @@ from ._results import (
     LoggedIn,
     LoginStep,
     PasswordReset,
+    SecurityKeyInfo,
     Session,
     TwoFactorStatus,
     UserOverview,
 )
 from ._service import TwoStep
-from ._settings import Argon2Params, Settings, ThrottleSettings
+from ._settings import Argon2Params, PasskeySettings, Settings, ThrottleSettings
 from ._store import SealedKeyUse, Store, Transaction
 
 if TYPE_CHECKING:
@@ -88,12 +89,14 @@ __all__ = [
     "LoggedIn",
     "LoginStep",
     "PasswordReset",
+    "PasskeySettings",
     "NotAllowed",
     "Outcome",
     "RequiredOf",
     "Role",
     "SQLiteStore",
     "SealedKeyUse",
+    "SecurityKeyInfo",
     "Session",
     "SessionInvalid",
     "Settings",
