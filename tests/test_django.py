@@ -778,3 +778,17 @@ def test_r99_an_owner_gives_a_fresh_code_before_resetting_a_user(service: ts.Two
     assert "Code accepted" in done.content.decode()
     reset = owner.post("/account/administration/reset/", {"user_id": member_pk})
     assert "Two-step login was reset." in reset.content.decode()
+
+
+def test_the_guide_shows_the_host_code_in_under_30_lines() -> None:
+    from .test_docs import GUIDE, blocks
+
+    section = GUIDE.read_text().split("### Adding the second step to a Django project")[1]
+    section = section.split("\n## ")[0]
+    host = [b for b in blocks(GUIDE, "python") + blocks(GUIDE, "sh") if b in section]
+    assert host
+    assert sum(len(b.splitlines()) for b in host) < 30
+    settings_block = next(b for b in host if "TWOSTEP = {" in b)
+    for name in ("twostep.integrations.django", "TwoStepMiddleware", "twostep:login"):
+        assert name in settings_block
+    assert 'include("twostep.integrations.django.urls")' in "".join(host)
