@@ -17,7 +17,19 @@ import struct
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "twostep" / "integrations"
+SOURCE = Path(__file__).resolve().parent.parent / "src" / "twostep" / "integrations"
+
+
+def _package() -> Path:
+    """The adapters' sources; the installed ones where there is no src/ (a wheel's CI run)."""
+    if SOURCE.is_dir():
+        return SOURCE
+    import twostep.integrations
+
+    return Path(twostep.integrations.__file__).resolve().parent
+
+
+PACKAGE = _package()
 LOCALE = PACKAGE / "locale"
 #: The Django app speaks through Django's own gettext, with its catalogue in its locale/.
 OWN_CATALOGUE = PACKAGE / "django"
