@@ -400,6 +400,67 @@ def test_session_round_trip_and_delete(contract_store: ts.Store) -> None:
         assert tx.get_session(session.token_hash) is None
 
 
+@pytest.mark.parametrize("write", [False, True])
+def test_a_session_comes_with_its_user_and_account_in_one_read(
+    contract_store: ts.Store, write: bool
+) -> None:
+    holder = full_user()
+    seed(contract_store, holder, accounts=("acc1", "acc2"))
+    with contract_store.transaction() as tx:
+        tx.put_account(account("acc1", two_factor_required=True, session_generation=5))
+    session = SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 5, 7)
+    elsewhere = SessionRecord("o" * 64, "u1", "acc2", T0, T0 + timedelta(hours=1), 0, 7)
+    with contract_store.transaction() as tx:
+        tx.put_session(session)
+        tx.put_session(elsewhere)
+    with contract_store.transaction(write=write) as tx:
+        assert tx.get_session_with_user("never existed") is None
+        found = tx.get_session_with_user(session.token_hash)
+        other = tx.get_session_with_user(elsewhere.token_hash)
+    assert found == (
+        session,
+        holder,
+        account("acc1", two_factor_required=True, session_generation=5),
+    )
+    assert other == (elsewhere, holder, account("acc2"))
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_a_session_whose_user_or_account_is_gone_comes_with_none(
+    contract_store: ts.Store, write: bool
+) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    orphan = SessionRecord("s" * 64, "gone", "acc1", T0, T0 + timedelta(hours=1), 0, 0)
+    stray = SessionRecord("t" * 64, "u1", "no-such-account", T0, T0 + timedelta(hours=1), 0, 0)
+    with contract_store.transaction() as tx:
+        tx.put_session(orphan)
+        tx.put_session(stray)
+    with contract_store.transaction(write=write) as tx:
+        assert tx.get_session_with_user(orphan.token_hash) == (orphan, None, account())
+        assert tx.get_session_with_user(stray.token_hash) == (
+            stray,
+            user("u1", "a@example.test"),
+            None,
+        )
+
+
+def test_a_user_read_with_a_session_is_written_back_in_full(contract_store: ts.Store) -> None:
+    # SQLite writes back only the columns of a user that changed since it was read: a
+    # user read through the session must count as read.
+    seed(contract_store, user("u1", "a@example.test"))
+    with contract_store.transaction() as tx:
+        tx.put_session(SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0))
+    with contract_store.transaction() as tx:
+        found = tx.get_session_with_user("s" * 64)
+        assert found is not None
+        assert found.user is not None
+        tx.put_user(replace(found.user, role=ts.Role.MANAGER, session_generation=3))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_user("u1") == user(
+            "u1", "a@example.test", role=ts.Role.MANAGER, session_generation=3
+        )
+
+
 def test_throttle_round_trip_update_and_delete(contract_store: ts.Store) -> None:
     email = ThrottleKey(ThrottleScope.EMAIL, "a@example.test")
     first = ThrottleState(USER_U1, 1, None, T0)

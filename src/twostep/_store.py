@@ -21,7 +21,17 @@ if TYPE_CHECKING:
     from ._audit_pages import AuditQuery  # loaded on first use: see its module
     from ._user_pages import UserQuery  # likewise
 
-__all__ = ["SealedKeyUse", "Store", "Transaction", "sealed_key_id"]
+__all__ = ["SealedKeyUse", "SessionWithUser", "Store", "Transaction", "sealed_key_id"]
+
+
+class SessionWithUser(NamedTuple):
+    """A session with its user and account: see :meth:`Transaction.get_session_with_user`."""
+
+    record: SessionRecord
+    #: ``None`` if the user is gone (the session is then revoked).
+    user: User | None
+    #: ``None`` if the account is gone.
+    account: Account | None
 
 
 class SealedKeyUse(NamedTuple):
@@ -107,6 +117,15 @@ class Transaction(Protocol):
         ...
 
     def get_session(self, token_hash: str) -> SessionRecord | None: ...
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        """The session under ``token_hash`` with its user and account, or ``None``.
+
+        What :meth:`get_session`, then :meth:`get_user` and :meth:`get_account` of its
+        ``user_id`` and ``account_id`` would return, locks included, in one read where
+        the store can: every request with a session asks for it.
+        """
+        ...
+
     def put_session(self, session: SessionRecord) -> None: ...
     def delete_session(self, token_hash: str) -> None: ...
 

@@ -44,10 +44,12 @@ __all__ = [
     "from_us",
     "opt_dt",
     "opt_us",
+    "prefixed",
     "purge",
     "repeat_conditions",
     "session_of",
     "session_row",
+    "split_session_with_user",
     "throttle_of",
     "throttle_row",
     "to_us",
@@ -69,6 +71,24 @@ SESSION_COLUMNS = (
 )
 THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at, in_flight, in_flight_at"
 AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason, repeats"
+
+_SESSION_WIDTH = len(SESSION_COLUMNS.split(","))
+_USER_END = _SESSION_WIDTH + len(USER_COLUMNS.split(","))
+
+
+def prefixed(alias: str, columns: str) -> str:
+    """A column list with each column named through a table alias: ``s.token_hash, ...``."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+def split_session_with_user(
+    row: tuple[Any, ...],
+) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """A session row joined with its user's and account's: the three rows, in that order.
+
+    The user's and the account's are all ``NULL`` when the joined row is missing.
+    """
+    return row[:_SESSION_WIDTH], row[_SESSION_WIDTH:_USER_END], row[_USER_END:]
 
 
 def purge(

@@ -20,7 +20,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken
-from .._store import SealedKeyUse, sealed_key_id
+from .._store import SealedKeyUse, SessionWithUser, sealed_key_id
 from .._user_pages import UserQuery
 
 __all__ = ["InMemoryStore"]
@@ -191,6 +191,14 @@ class _Tx:
 
     def get_session(self, token_hash: str) -> SessionRecord | None:
         return self._s.sessions.get(token_hash)
+
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        record = self._s.sessions.get(token_hash)
+        if record is None:
+            return None
+        return SessionWithUser(
+            record, self._s.users.get(record.user_id), self._s.accounts.get(record.account_id)
+        )
 
     def put_session(self, session: SessionRecord) -> None:
         self._set(self._s.sessions, session.token_hash, session)

@@ -40,7 +40,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken, StoreError
-from .._store import SealedKeyUse
+from .._store import SealedKeyUse, SessionWithUser
 from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION, ensure_schema, refuse_newer
@@ -82,6 +82,19 @@ _PUT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS)
 _PUT_CHALLENGE = _upsert("challenges", CHALLENGE_COLUMNS)
 _PUT_SESSION = _upsert("sessions", SESSION_COLUMNS)
 _PUT_THROTTLE = _upsert("throttles", THROTTLE_COLUMNS)
+# An inner join, so that a write transaction can lock the user and the account it
+# reads (PostgreSQL locks no row on the nullable side of an outer join).
+_GET_SESSION_WITH_USER = (
+    "SELECT {}, {}, {} FROM sessions AS s "
+    "JOIN users AS u ON u.id = s.user_id "
+    "JOIN accounts AS a ON a.id = s.account_id "
+    "WHERE s.token_hash = %s"
+).format(
+    *(
+        _sql.prefixed(alias, columns)
+        for alias, columns in (("s", SESSION_COLUMNS), ("u", USER_COLUMNS), ("a", ACCOUNT_COLUMNS))
+    )
+)
 _UPDATE_USER = "UPDATE users SET {} WHERE id = %s".format(
     ", ".join(f"{c.strip()} = %s" for c in USER_COLUMNS.split(",")[1:])
 )
@@ -221,6 +234,23 @@ class _Tx:
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = %s", (token_hash,)
         )
         return None if row is None else _sql.session_of(row)
+
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        # The locks of get_user and get_account: the user FOR UPDATE, the account FOR SHARE.
+        locks = " FOR UPDATE OF u FOR SHARE OF a" if self._write else ""
+        row = self._one(_GET_SESSION_WITH_USER + locks, (token_hash,))
+        if row is None:
+            # No session, or one whose user or account is gone: read them one by one.
+            record = self.get_session(token_hash)
+            if record is None:
+                return None
+            return SessionWithUser(
+                record, self.get_user(record.user_id), self.get_account(record.account_id)
+            )
+        session, user, account = _sql.split_session_with_user(row)
+        return SessionWithUser(
+            _sql.session_of(session), _sql.user_of(user), _sql.account_of(account)
+        )
 
     def put_session(self, session: SessionRecord) -> None:
         self._conn.execute(_PUT_SESSION, _sql.session_row(session))

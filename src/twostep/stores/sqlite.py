@@ -30,7 +30,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken, StoreError
-from .._store import SealedKeyUse
+from .._store import SealedKeyUse, SessionWithUser
 from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, SCHEMA_VERSION, SQLITE, ensure_schema
@@ -75,6 +75,18 @@ _PUT_CHALLENGE = (
     f"VALUES ({_placeholders(CHALLENGE_COLUMNS)})"
 )
 _GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?"
+# A left join: a session whose user or account is gone still comes back, with NULLs.
+_GET_SESSION_WITH_USER = (
+    "SELECT {}, {}, {} FROM sessions AS s "
+    "LEFT JOIN users AS u ON u.id = s.user_id "
+    "LEFT JOIN accounts AS a ON a.id = s.account_id "
+    "WHERE s.token_hash = ?"
+).format(
+    *(
+        _sql.prefixed(p, c)
+        for p, c in (("s", SESSION_COLUMNS), ("u", USER_COLUMNS), ("a", ACCOUNT_COLUMNS))
+    )
+)
 _PUT_SESSION = (
     f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES ({_placeholders(SESSION_COLUMNS)})"
 )
@@ -222,6 +234,17 @@ class _Tx:
     def get_session(self, token_hash: str) -> SessionRecord | None:
         row = self._one(_GET_SESSION, (token_hash,))
         return None if row is None else _sql.session_of(row)
+
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        row = self._one(_GET_SESSION_WITH_USER, (token_hash,))
+        if row is None:
+            return None
+        session, user, account = _sql.split_session_with_user(row)
+        return SessionWithUser(
+            _sql.session_of(session),
+            None if user[0] is None else self._user(user),
+            None if account[0] is None else _sql.account_of(account),
+        )
 
     def put_session(self, session: SessionRecord) -> None:
         self._db.execute(_PUT_SESSION, _sql.session_row(session))
