@@ -196,32 +196,45 @@ def user_row(u: User) -> tuple[Any, ...]:
 
 
 def user_of(r: Sequence[Any]) -> User:
+    # Positional, in the fields' order: every login and every session check reads a user.
     codes = None
     if r[13] is not None:
         blob = bytes(r[14])
         codes = BackupCodeSet(
-            salt=bytes(r[13]),
-            digests=tuple([blob[i : i + DIGEST] for i in range(0, len(blob), DIGEST)]),
-            used=tuple(map("1".__eq__, r[15])),
+            bytes(r[13]),
+            tuple(map(blob.__getitem__, _DIGEST_SLICES[len(blob) // DIGEST])),
+            tuple(map("1".__eq__, r[15])),
         )
+    enabled_at, pending_expires_at = r[10], r[12]
     return User(
-        id=r[0],
-        account_id=r[1],
-        email=r[2],
-        role=_ROLES[r[4]],
-        password_hash=r[5],
-        created_at=from_us(r[6]),
-        active=bool(r[7]),
-        two_factor=TwoFactorState(
-            secret=r[8],
-            last_step=r[9],
-            enabled_at=opt_dt(r[10]),
-            pending_secret=r[11],
-            pending_expires_at=opt_dt(r[12]),
+        r[0],
+        r[1],
+        r[2],
+        _ROLES[r[4]],
+        r[5],
+        from_us(r[6]),
+        bool(r[7]),
+        TwoFactorState(
+            r[8],
+            r[9],
+            None if enabled_at is None else from_us(enabled_at),
+            r[11],
+            None if pending_expires_at is None else from_us(pending_expires_at),
         ),
-        backup_codes=codes,
-        session_generation=r[16],
+        codes,
+        r[16],
     )
+
+
+class _Slices(dict[int, tuple[slice, ...]]):
+    """The slices that cut a blob of ``n`` digests, made once per ``n``."""
+
+    def __missing__(self, n: int) -> tuple[slice, ...]:
+        cuts = self[n] = tuple(slice(i * DIGEST, (i + 1) * DIGEST) for i in range(n))
+        return cuts
+
+
+_DIGEST_SLICES = _Slices()
 
 
 def challenge_row(c: LoginChallenge) -> tuple[Any, ...]:
@@ -259,15 +272,7 @@ def session_row(s: SessionRecord) -> tuple[Any, ...]:
 
 
 def session_of(r: Sequence[Any]) -> SessionRecord:
-    return SessionRecord(
-        token_hash=r[0],
-        user_id=r[1],
-        account_id=r[2],
-        issued_at=from_us(r[3]),
-        expires_at=from_us(r[4]),
-        account_generation=r[5],
-        user_generation=r[6],
-    )
+    return SessionRecord(r[0], r[1], r[2], from_us(r[3]), from_us(r[4]), r[5], r[6])
 
 
 def throttle_row(t: ThrottleState) -> tuple[Any, ...]:

@@ -12,10 +12,10 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from .._audit import AuditEvent
@@ -330,6 +330,58 @@ class _Tx:
         return deleted + cleared
 
 
+class _Transaction:
+    """One transaction of a :class:`SQLiteStore` as a context manager.
+
+    (A class rather than a generator: every request with a session pays for one.)
+    """
+
+    __slots__ = ("_db", "_store", "_write")
+
+    def __init__(self, store: SQLiteStore, write: bool) -> None:
+        self._store = store
+        self._write = write
+
+    def __enter__(self) -> _Tx:
+        store = self._store
+        db = self._db = store._connection()  # noqa: SLF001 (the store's own transaction)
+        try:
+            db.execute("BEGIN IMMEDIATE" if self._write else "BEGIN")
+            version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as error:
+            store._abandon(db)  # noqa: SLF001
+            raise store_error(error, _ROLLED_BACK) from None
+        if version != SCHEMA_VERSION:
+            store._abandon(db)  # noqa: SLF001
+            msg = (
+                f"the database schema changed to version {version} while this process "
+                f"ran with version {SCHEMA_VERSION}; nothing was written: restart the "
+                "application with the twostep release that migrated it"
+            )
+            raise StoreError(msg, reason="schema_changed")
+        return _Tx(db)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        db = self._db
+        if error is not None:
+            self._store._abandon(db)  # noqa: SLF001
+            if isinstance(error, sqlite3.Error):
+                raise store_error(error, _ROLLED_BACK) from None
+            return
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as failed:
+            # A commit that failed (a full disk, an I/O error) may leave the transaction
+            # open: roll it back, so that nothing of it lands later.
+            self._store._abandon(db)  # noqa: SLF001
+            raise store_error(failed, _ROLLED_BACK) from None
+
+
 #: SQLite's primary result codes, and what a StoreError says for each: (reason, words).
 _FAULTS: dict[int, tuple[str, str]] = {
     sqlite3.SQLITE_FULL: ("full", "the database or its disk is full"),
@@ -520,44 +572,14 @@ class SQLiteStore:
             raise
         return SCHEMA_VERSION
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+    def transaction(self, *, write: bool = True) -> _Transaction:
         """A unit of work on this thread's connection; writers take the write lock at once.
 
         It starts by reading the schema version (``PRAGMA user_version``, in the page
         the transaction reads anyway): a database that another twostep migrated since
         this store was opened is refused before anything is read or written.
         """
-        db = self._connection()
-        try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            version: int = db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as error:
-            self._abandon(db)
-            raise store_error(error, _ROLLED_BACK) from None
-        if version != SCHEMA_VERSION:
-            self._abandon(db)
-            msg = (
-                f"the database schema changed to version {version} while this process "
-                f"ran with version {SCHEMA_VERSION}; nothing was written: restart the "
-                "application with the twostep release that migrated it"
-            )
-            raise StoreError(msg, reason="schema_changed")
-        try:
-            yield _Tx(db)
-        except sqlite3.Error as error:
-            self._abandon(db)
-            raise store_error(error, _ROLLED_BACK) from None
-        except BaseException:
-            self._abandon(db)
-            raise
-        try:
-            db.execute("COMMIT")
-        except sqlite3.Error as error:
-            # A commit that failed (a full disk, an I/O error) may leave the transaction
-            # open: roll it back, so that nothing of it lands later.
-            self._abandon(db)
-            raise store_error(error, _ROLLED_BACK) from None
+        return _Transaction(self, write)
 
     def close(self) -> None:
         """Close the connections of every thread."""
