@@ -180,7 +180,7 @@ def cheap(settings: Settings | None = None, **changes: object) -> Settings:
 
 
 def populate_sqlite(
-    path: Path, total_users: int, *, users_enrolled: int = 10
+    path: Path, total_users: int, *, users_enrolled: int = 10, synchronous: str = "FULL"
 ) -> tuple[TwoStep, ManualClock, str, list[Enrolled]]:
     """A SQLite database holding one account of ``total_users`` enrolled users.
 
@@ -189,7 +189,7 @@ def populate_sqlite(
     password hash, sealed secret and backup codes with a unique id and email each.
     """
     clock = ManualClock()
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, synchronous=synchronous)
     ts = service(store, cheap(backup_code_hash=CHEAPEST), clock)
     account = ts.create_account("bench")
     people = [

@@ -103,6 +103,18 @@ def seed(store: ts.Store, *users: ts.User, accounts: tuple[str, ...] = ("acc1",)
             tx.add_user(u)
 
 
+def purge(tx: ts.Transaction, now: datetime, **cutoffs: Any) -> int:
+    """A whole purge in batches of 2 rows (R130): how many rows went or were cleared."""
+    removed, resume = 0, None
+    while True:
+        batch = tx.purge_expired(now, limit=2, resume=resume, **cutoffs)
+        assert batch.removed <= 2
+        removed += batch.removed
+        if batch.resume is None:
+            return removed
+        resume = batch.resume
+
+
 # -- accounts -------------------------------------------------------------------------------
 
 
@@ -647,14 +659,14 @@ def test_purge_expired_deletes_only_what_has_expired(contract_store: ts.Store) -
             tx.put_session(SessionRecord(f"s{n}", "u1", "acc1", T0, expires, 0, 0))
         tx.put_throttle(ThrottleState(USER_U1, 1, None, T0))
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 4
+        assert purge(tx, now, throttles_before=T0) == 4
     with contract_store.transaction(write=False) as tx:
         assert [tx.get_challenge(f"c{n}") is None for n in range(3)] == [True, True, False]
         assert [tx.get_session(f"s{n}") is None for n in range(3)] == [True, True, False]
         assert tx.get_throttle(USER_U1) is not None
         assert tx.get_user("u1") is not None
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 0
+        assert purge(tx, now, throttles_before=T0) == 0
 
 
 def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
@@ -689,7 +701,7 @@ def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
         for state in rows.values():
             tx.put_throttle(state)
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=cutoff) == 3
+        assert purge(tx, now, throttles_before=cutoff) == 3
     with contract_store.transaction(write=False) as tx:
         kept = {key for key in rows if tx.get_throttle(key) is not None}
         assert all(tx.get_throttle(key) == rows[key] for key in kept)
@@ -699,7 +711,7 @@ def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
         ThrottleKey(email, "recent@example.test"),
     }
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=cutoff) == 0
+        assert purge(tx, now, throttles_before=cutoff) == 0
 
 
 def _without_pending(u: ts.User) -> ts.User:
@@ -721,7 +733,7 @@ def test_r11_purge_clears_expired_pending_secrets_and_nothing_else_of_the_user(
     seed(contract_store, enrolled, lapsed, waiting, plain)
 
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 2
+        assert purge(tx, now, throttles_before=T0) == 2
         assert tx.get_user("u1") == _without_pending(enrolled)  # seen in the same transaction
     with contract_store.transaction(write=False) as tx:
         assert tx.get_user("u1") == _without_pending(enrolled)
@@ -729,7 +741,7 @@ def test_r11_purge_clears_expired_pending_secrets_and_nothing_else_of_the_user(
         assert tx.get_user("u3") == waiting
         assert tx.get_user("u4") == plain
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 0
+        assert purge(tx, now, throttles_before=T0) == 0
 
 
 def test_a_user_written_after_a_purge_in_the_same_transaction_is_stored_as_given(
@@ -740,7 +752,7 @@ def test_a_user_written_after_a_purge_in_the_same_transaction_is_stored_as_given
     with contract_store.transaction() as tx:
         read = tx.get_user("u1")
         assert read is not None
-        assert tx.purge_expired(T0, throttles_before=T0) == 1
+        assert purge(tx, T0, throttles_before=T0) == 1
         changed = read.accept_step(58_000_001)  # read before the purge: still pending
         tx.put_user(changed)
     with contract_store.transaction(write=False) as tx:
@@ -756,7 +768,7 @@ def test_a_rolled_back_purge_restores_everything(contract_store: ts.Store) -> No
     )
 
     def writes(tx: ts.Transaction) -> None:
-        assert tx.purge_expired(now, throttles_before=now - timedelta(days=1)) == 4
+        assert purge(tx, now, throttles_before=now - timedelta(days=1)) == 4
 
     with pytest.raises(Boom):
         abort_after(contract_store, writes)
@@ -971,11 +983,12 @@ def test_r77_purge_deletes_audit_events_past_their_retention(contract_store: ts.
             tx.add_audit(event(0, at=at, action=name, account_id=None))
         tx.add_audit(event(0, at=now - 30 * day, action="at_cutoff", account_id=None))
     with contract_store.transaction() as tx:  # no cutoff given: every event stays
-        assert tx.purge_expired(now, throttles_before=T0) == 0
+        assert purge(tx, now, throttles_before=T0) == 0
     with contract_store.transaction() as tx:
         # The 3 ancient events (both accounts', and one of no account), and the one of no
         # account past 30 days; the one at the cutoff stays (``at <`` the cutoff goes).
-        gone = tx.purge_expired(
+        gone = purge(
+            tx,
             now,
             throttles_before=T0,
             audit_before=now - 400 * day,
@@ -987,8 +1000,8 @@ def test_r77_purge_deletes_audit_events_past_their_retention(contract_store: ts.
             assert kept == ["today", "recent", "old"]
     with contract_store.transaction() as tx:
         # Of no account: recent and at_cutoff go, today (at == now) stays.
-        assert tx.purge_expired(now, throttles_before=T0, anonymous_audit_before=now) == 2
-        assert tx.purge_expired(now, throttles_before=T0, audit_before=now + day) == 3 + 3 + 1
+        assert purge(tx, now, throttles_before=T0, anonymous_audit_before=now) == 2
+        assert purge(tx, now, throttles_before=T0, audit_before=now + day) == 3 + 3 + 1
     with contract_store.transaction(write=False) as tx:
         assert tx.audit_events("acc1", 10) == []
 
@@ -1003,7 +1016,7 @@ def test_r77_a_rolled_back_purge_restores_the_audit_trail(contract_store: ts.Sto
     def writes(tx: ts.Transaction) -> None:
         assert tx.repeat_audit(throttled(1), T0)
         tx.add_audit(event(9))
-        assert tx.purge_expired(T0, throttles_before=T0, audit_before=T0 + timedelta(days=1)) == 6
+        assert purge(tx, T0, throttles_before=T0, audit_before=T0 + timedelta(days=1)) == 6
         tx.add_audit(event(10))
         assert tx.repeat_audit(throttled(11), T0) is False
 
@@ -1097,3 +1110,52 @@ def test_r82_a_rolled_back_deletion_restores_the_user(contract_store: ts.Store) 
         assert tx.get_challenge(challenge.token_hash) == challenge
         assert tx.get_session(session.token_hash) == session
         assert tx.get_throttle(throttle.key) == throttle
+
+
+def test_r130_each_purge_batch_looks_at_no_more_rows_than_its_limit(
+    contract_store: ts.Store,
+) -> None:
+    # 7 rows in each table, 4 of them expired. A batch takes the next 3 keys of one
+    # table, so each table takes 3 batches (3 keys, 3 keys, the last one): 15 batches
+    # in all, none removing more than 3, and all 20 expired rows gone at the end.
+    now = T0 + timedelta(days=2)
+    ages = [timedelta(days=1)] * 4 + [-timedelta(days=1)] * 3  # 4 expired, 3 not yet
+    seed(
+        contract_store,
+        *(
+            user(
+                f"u{i}",
+                f"u{i}@example.test",
+                two_factor=TwoFactorState(pending_secret="v1:p", pending_expires_at=now - age),
+            )
+            for i, age in enumerate(ages)
+        ),
+    )
+    with contract_store.transaction() as tx:
+        for i, age in enumerate(ages):
+            token = f"t{i}".ljust(64, "x")
+            kind = ChallengeKind.CODE
+            tx.put_challenge(LoginChallenge(token, f"u{i}", kind, T0, now - age))
+            tx.put_session(SessionRecord(token, f"u{i}", "acc1", T0, now - age, 0, 0))
+            key = ThrottleKey(ThrottleScope.USER, f"u{i}")
+            tx.put_throttle(ThrottleState(key, 1, None, now - 2 * age))
+            tx.add_audit(event(i, at=now - 300 * age))
+    cutoffs = {"throttles_before": now, "audit_before": now - timedelta(days=100)}
+    batches: list[int] = []
+    resume = None
+    while True:
+        with contract_store.transaction() as tx:  # one transaction per batch, as the service
+            batch = tx.purge_expired(now, limit=3, resume=resume, **cutoffs)
+        batches.append(batch.removed)
+        if batch.resume is None:
+            break
+        resume = batch.resume
+    assert len(batches) == 5 * 3
+    assert max(batches) <= 3
+    assert sum(batches) == 5 * 4
+    with contract_store.transaction() as tx:
+        assert purge(tx, now, **cutoffs) == 0
+        assert len(tx.audit_events("acc1", 10)) == 3
+        assert [tx.get_session(f"t{i}".ljust(64, "x")) is None for i in range(7)] == [True] * 4 + [
+            False
+        ] * 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._audit import AuditEvent, Outcome
 from .._audit_pages import AuditQuery
@@ -23,6 +23,7 @@ from .._domain import (
     TwoFactorState,
     User,
 )
+from .._store import PurgeBatch
 
 if TYPE_CHECKING:
     from .._user_pages import UserQuery  # which imports this module
@@ -45,7 +46,7 @@ __all__ = [
     "opt_dt",
     "opt_us",
     "prefixed",
-    "purge",
+    "purge_batch",
     "repeat_conditions",
     "session_of",
     "session_row",
@@ -91,44 +92,90 @@ def split_session_with_user(
     return row[:_SESSION_WIDTH], row[_SESSION_WIDTH:_USER_END], row[_USER_END:]
 
 
-def purge(
+class _Stage(NamedTuple):
+    """A table a purge goes through: its key, what it does to a row, and to which."""
+
+    table: str
+    key: str
+    change: str
+    condition: str
+    args: tuple[Any, ...]
+
+
+def purge_batch(
+    query: Callable[[str, tuple[Any, ...]], tuple[Any, ...] | None],
     execute: Callable[[str, tuple[Any, ...]], int],
     mark: str,
     now: datetime,
     throttles_before: datetime,
     *,
-    audit_before: datetime | None = None,
-    anonymous_audit_before: datetime | None = None,
-    no_account: str = "account_id IS NULL",
-) -> tuple[int, int]:
-    """The statements of ``purge_expired``, for a driver whose placeholder is ``mark``.
+    audit_before: datetime | None,
+    anonymous_audit_before: datetime | None,
+    limit: int,
+    resume: tuple[Any, ...] | None,
+    audit_key: str,
+    no_account: str,
+) -> PurgeBatch:
+    """One batch of ``purge_expired`` (R130), for a driver whose placeholder is ``mark``.
 
-    ``execute`` runs one statement and returns its row count. Returns the rows deleted
-    and the users whose expired pending enrolment was cleared. ``no_account`` is the
-    condition that picks the audit events of no account (R77).
+    ``query`` runs a statement and returns its first row, ``execute`` one and returns
+    its row count. A batch takes the next ``limit`` keys of one table (a range of its
+    primary key, so it looks at no more rows than that) and changes the expired rows
+    in that range. ``resume`` is ``(stage, last key)``. ``audit_key`` is the audit
+    table's primary key; ``no_account`` the condition of events of no account (R77).
     """
     at = to_us(now)
-    deleted = 0
+    stages = [
+        _Stage(
+            "challenges", "token_hash", "DELETE FROM challenges", f"expires_at <= {mark}", (at,)
+        ),
+        _Stage("sessions", "token_hash", "DELETE FROM sessions", f"expires_at <= {mark}", (at,)),
+        _Stage(
+            "throttles",
+            "key",
+            "DELETE FROM throttles",
+            f"last_failure_at < {mark} AND (blocked_until IS NULL OR blocked_until <= {mark})",
+            (to_us(throttles_before), at),
+        ),
+        _Stage(
+            "users",
+            "id",
+            "UPDATE users SET pending_secret = NULL, pending_expires_at = NULL",
+            f"pending_expires_at <= {mark}",
+            (at,),
+        ),
+    ]
+    expired: list[str] = []
+    args: list[Any] = []
     if audit_before is not None:
-        deleted += execute(f"DELETE FROM audit WHERE at < {mark}", (to_us(audit_before),))
+        expired.append(f"at < {mark}")
+        args.append(to_us(audit_before))
     if anonymous_audit_before is not None:
-        deleted += execute(
-            f"DELETE FROM audit WHERE {no_account} AND at < {mark}",
-            (to_us(anonymous_audit_before),),
+        expired.append(f"({no_account} AND at < {mark})")
+        args.append(to_us(anonymous_audit_before))
+    if expired:
+        stages.append(
+            _Stage("audit", audit_key, "DELETE FROM audit", " OR ".join(expired), tuple(args))
         )
-    deleted += execute(f"DELETE FROM challenges WHERE expires_at <= {mark}", (at,))
-    deleted += execute(f"DELETE FROM sessions WHERE expires_at <= {mark}", (at,))
-    deleted += execute(
-        f"DELETE FROM throttles WHERE last_failure_at < {mark} "
-        f"AND (blocked_until IS NULL OR blocked_until <= {mark})",
-        (to_us(throttles_before), at),
+    stage, after = resume if resume is not None else (0, None)
+    table, key, change, condition, condition_args = stages[stage]
+    marks = ", ".join(mark for _ in key.split(","))
+    lower, lower_args = ("", ()) if after is None else (f"({key}) > ({marks})", tuple(after))
+    last = query(
+        f"SELECT {key} FROM {table}{' WHERE ' + lower if lower else ''} "
+        f"ORDER BY {key} LIMIT 1 OFFSET {mark}",
+        (*lower_args, limit - 1),
     )
-    cleared = execute(
-        "UPDATE users SET pending_secret = NULL, pending_expires_at = NULL "
-        f"WHERE pending_expires_at <= {mark}",
-        (at,),
+    ranges = [lower] if lower else []
+    if last is not None:
+        ranges.append(f"({key}) <= ({marks})")
+    removed = execute(
+        f"{change} WHERE {' AND '.join([*ranges, f'({condition})'])}",
+        (*lower_args, *(last or ()), *condition_args),
     )
-    return deleted, cleared
+    if last is not None:
+        return PurgeBatch(removed, (stage, tuple(last)))
+    return PurgeBatch(removed, (stage + 1, None) if stage + 1 < len(stages) else None)
 
 
 DIGEST = 32  # bytes of one backup-code digest

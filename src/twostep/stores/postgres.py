@@ -40,7 +40,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken, StoreError
-from .._store import SealedKeyUse, SessionWithUser
+from .._store import PurgeBatch, PurgeResume, SealedKeyUse, SessionWithUser
 from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION, ensure_schema, refuse_newer
@@ -335,20 +335,26 @@ class _Tx:
         throttles_before: datetime,
         audit_before: datetime | None = None,
         anonymous_audit_before: datetime | None = None,
-    ) -> int:
+        limit: int,
+        resume: PurgeResume | None = None,
+    ) -> PurgeBatch:
         # No advisory locks: a login that read a throttle row this deletes writes its
         # count with an upsert, which recreates the row, as if it had run before the
         # purge; a login that wrote the row holds its lock, and the condition is
         # checked after it ends.
-        deleted, cleared = _sql.purge(
+        return _sql.purge_batch(
+            self._one,
             lambda sql, args: self._conn.execute(sql, args).rowcount,
             "%s",
             now,
             throttles_before,
             audit_before=audit_before,
             anonymous_audit_before=anonymous_audit_before,
+            limit=limit,
+            resume=resume,
+            audit_key="id",
+            no_account="account_id IS NULL",
         )
-        return deleted + cleared
 
 
 #: SQLSTATEs (or their two-character class) and the ``reason`` a StoreError gives them.

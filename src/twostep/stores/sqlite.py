@@ -30,7 +30,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken, StoreError
-from .._store import SealedKeyUse, SessionWithUser
+from .._store import PurgeBatch, PurgeResume, SealedKeyUse, SessionWithUser
 from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, SCHEMA_VERSION, SQLITE, ensure_schema
@@ -315,19 +315,25 @@ class _Tx:
         throttles_before: datetime,
         audit_before: datetime | None = None,
         anonymous_audit_before: datetime | None = None,
-    ) -> int:
-        deleted, cleared = _sql.purge(
+        limit: int,
+        resume: PurgeResume | None = None,
+    ) -> PurgeBatch:
+        batch = _sql.purge_batch(
+            self._one,
             lambda sql, args: self._db.execute(sql, args).rowcount,
             "?",
             now,
             throttles_before,
             audit_before=audit_before,
             anonymous_audit_before=anonymous_audit_before,
+            limit=limit,
+            resume=resume,
+            audit_key="account_id, id",
             no_account=f"account_id = '{_NO_ACCOUNT}'",
         )
-        if cleared:
-            self._users.clear()  # rows read before are stale: put_user writes them whole
-        return deleted + cleared
+        if batch.removed:
+            self._users.clear()  # rows read before may be stale: put_user writes them whole
+        return batch
 
 
 class _Transaction:
