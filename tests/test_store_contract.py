@@ -495,6 +495,22 @@ def test_throttle_round_trip_update_and_delete(contract_store: ts.Store) -> None
         assert tx.get_throttle(email) is not None
 
 
+def test_a_throttle_found_missing_then_written_is_read_back_in_the_same_transaction(
+    contract_store: ts.Store,
+) -> None:
+    state = ThrottleState(USER_U1, 2, None, T0)
+    with contract_store.transaction() as tx:
+        assert tx.get_throttle(USER_U1) is None
+        assert tx.get_throttle(USER_U1) is None  # asked twice, as a code login does
+        tx.put_throttle(state)
+        assert tx.get_throttle(USER_U1) == state
+        tx.delete_throttle(USER_U1)
+        assert tx.get_throttle(USER_U1) is None
+        tx.put_throttle(state)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_throttle(USER_U1) == state
+
+
 def test_throttle_keys_of_each_scope_are_separate_counters(contract_store: ts.Store) -> None:
     # One subject under every scope, and subjects that hold the separator (an IPv6
     # client key, an email with a colon): each key is its own counter, and a read

@@ -37,7 +37,7 @@ from ._results import (
 )
 from ._service import TwoStep
 from ._settings import Argon2Params, Settings, ThrottleSettings
-from ._store import SealedKeyUse, Store, Transaction
+from ._store import PurgeBatch, SealedKeyUse, SessionWithUser, Store, Transaction
 
 if TYPE_CHECKING:
     from ._audit_pages import AuditPage, AuditQuery
@@ -74,12 +74,14 @@ __all__ = [
     "LoginStep",
     "PasswordReset",
     "NotAllowed",
+    "PurgeBatch",
     "Outcome",
     "Role",
     "SQLiteStore",
     "SealedKeyUse",
     "Session",
     "SessionInvalid",
+    "SessionWithUser",
     "Settings",
     "Store",
     "StoreError",

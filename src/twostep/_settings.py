@@ -91,7 +91,7 @@ class Settings:
     anonymous_audit_retention: timedelta | None = timedelta(days=30)
     #: Rows one transaction of ``purge_expired`` looks at, at most (R130): a purge is
     #: many short transactions, so that logins wait for none of them for long.
-    purge_batch: int = 5_000
+    purge_batch: int = 1_000
     #: Backup codes handed out at each enrolment (R10).
     backup_code_count: int = 10
     password_hash: Argon2Params = PASSWORD_DEFAULT

@@ -247,10 +247,7 @@ class _Tx:
             return SessionWithUser(
                 record, self.get_user(record.user_id), self.get_account(record.account_id)
             )
-        session, user, account = _sql.split_session_with_user(row)
-        return SessionWithUser(
-            _sql.session_of(session), _sql.user_of(user), _sql.account_of(account)
-        )
+        return SessionWithUser._make(_sql.session_with_user_of(row))
 
     def put_session(self, session: SessionRecord) -> None:
         self._conn.execute(_PUT_SESSION, _sql.session_row(session))

@@ -122,8 +122,8 @@ class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db.cursor()  # one cursor for the whole transaction: rows are read at once
         # Throttle keys (as stored: ``key.stored``) this transaction found without a
-        # row: nothing to delete. The text is at hand for the query anyway, and it
-        # hashes cheaper than a ThrottleKey.
+        # row and has not written since: nothing to read again, nothing to delete. The
+        # text is at hand for the query anyway, and it hashes cheaper than a ThrottleKey.
         self._no_throttle: set[str] = set()
         # Users as read in this transaction (the write lock keeps them current), so
         # that put_user writes only the columns that changed: a login changes one, and
@@ -239,12 +239,10 @@ class _Tx:
         row = self._one(_GET_SESSION_WITH_USER, (token_hash,))
         if row is None:
             return None
-        session, user, account = _sql.split_session_with_user(row)
-        return SessionWithUser(
-            _sql.session_of(session),
-            None if user[0] is None else self._user(user),
-            None if account[0] is None else _sql.account_of(account),
-        )
+        user = _sql.user_part(row)
+        if user is not None:
+            self._users[user[0]] = user  # read: put_user writes only what changes
+        return SessionWithUser._make(_sql.session_with_user_of(row))
 
     def put_session(self, session: SessionRecord) -> None:
         self._db.execute(_PUT_SESSION, _sql.session_row(session))
@@ -254,6 +252,10 @@ class _Tx:
 
     def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
         stored = key.stored
+        if stored in self._no_throttle:
+            # Found without a row earlier in this transaction, and not written since: a
+            # code login reads its user's counter to gate the attempt, then to settle it.
+            return None
         row = self._one(_GET_THROTTLE, (stored,))
         if row is None:
             self._no_throttle.add(stored)
