@@ -218,7 +218,8 @@ def year_figures(quick: bool) -> list[Figure | Report]:
         ]
         for name, at_small, at_big in pairs:
             t_small, t_big = interleave([at_small, at_big], rounds, warmup=3)
-            out.append(Figure(f"year_{name}", t_small, t_big, 1.3))
+            label = f"year_{name}" + (f" ({events:,} events)" if quick else "")
+            out.append(Figure(label, t_small, t_big, 1.3))
         # The purge of the year, timing each of its transactions.
         store = big[0]._context.store
         assert isinstance(store, SQLiteStore)
