@@ -96,11 +96,14 @@ def _fill_year(
     user_ids = [row[0] for row in db.execute("SELECT id FROM users LIMIT 100000")]
     twelve_hours = 12 * 3600 * 1_000_000
 
+    assert len(SESSION_COLUMNS.split(",")) == 9
+
     def session_rows() -> Iterator[tuple[object, ...]]:
         for i in range(sessions):
             issued = now - random.randrange(span)
             user = user_ids[i % len(user_ids)]
-            yield (os.urandom(32).hex(), user, account_id, issued, issued + twelve_hours, 0, 0)
+            expires = issued + twelve_hours
+            yield (os.urandom(32).hex(), user, account_id, issued, expires, 0, 0, 0, issued)
 
     first = db.execute(
         "SELECT coalesce(max(id), 0) FROM audit WHERE account_id = ?", (account_id,)
@@ -114,7 +117,7 @@ def _fill_year(
 
     db.execute("BEGIN IMMEDIATE")
     db.executemany(
-        f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+        f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({', '.join('?' * 9)})",  # noqa: S608
         session_rows(),
     )
     db.executemany(

@@ -101,7 +101,7 @@ def _sql_floor(store: SQLiteStore, account_id: str, user_ids: list[str]) -> Samp
             # only lets later codes through, so the measured logins are not disturbed.
             db.execute("UPDATE users SET last_step = last_step - 1 WHERE id = ?", (user_id,))
             db.execute("DELETE FROM challenges WHERE token_hash = ?", (token,))
-            session = (secrets.token_hex(32), user_id, account_id, at, at, 0, 0)
+            session = (secrets.token_hex(32), user_id, account_id, at, at, 0, 0, 0, at)
             db.execute(sqlite._PUT_SESSION, session)
             db.execute(sqlite._ADD_AUDIT, (at, *row))
             db.execute("COMMIT")

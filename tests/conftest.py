@@ -119,6 +119,7 @@ def store_snapshot(store: ts.Store, *, skip: tuple[str, ...] = ()) -> dict[str, 
             "members": {k: frozenset(v) for k, v in store.members.items()},
             "challenges": dict(store.challenges),
             "sessions": dict(store.sessions),
+            "devices": dict(store.devices),
             "throttles": dict(store.throttles),
             "audit": [event for _, event in store.audit],  # without positions, as SQL rows
         }

@@ -40,7 +40,7 @@ import string
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "create_user": ("account_id", "email", "password", "role"),
     "import_user": ("account_id", "email", "*role", "*password_hash", "*user_id"),
     "begin_second_step": ("user_id", "*client"),
-    "login": ("email", "password", "*client"),
+    "login": ("email", "password", "*client", "*device"),
     "complete_login": ("challenge", "code", "*client"),
     "check_session": ("session",),
     "logout": ("session",),
@@ -78,7 +78,11 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "disable_two_factor": ("session", "code"),
     "begin_reset": ("session", "code"),
     "regenerate_backup_codes": ("session", "code"),
-    "set_two_factor_required": ("session", "required"),
+    "step_up": ("session", "code"),
+    "remember_device": ("session", "*valid_for", "*label"),
+    "remembered_devices": ("session",),
+    "forget_device": ("session", "device_id"),
+    "set_two_factor_required": ("session", "required", "*of", "*grace_period"),
     "reset_two_factor": ("session", "user_id"),
     "operator_reset_two_factor": ("email",),
     "two_factor_overview": ("session",),
@@ -277,6 +281,16 @@ FITTING: dict[str, st.SearchStrategy[object]] = {
     "account_id": refs("account_id", "other_account_id", "member_id"),
     "user_id": refs("owner_id", "member_id", "manager_id", "outsider_id", "account_id"),
     "required": st.booleans(),
+    "device": TOKEN_LIKE,
+    "device_id": st.one_of(st.text(max_size=20), st.sampled_from(["0123456789abcdef"])),
+    "of": st.sampled_from(["everyone", "admins", "all", ts.RequiredOf.ADMINS, None, 1]),
+    "grace_period": st.sampled_from(
+        [None, timedelta(0), timedelta(days=7), timedelta(days=-1), timedelta(days=1000), 5]
+    ),
+    "valid_for": st.sampled_from(
+        [None, timedelta(0), timedelta(days=7), timedelta(days=-1), timedelta(days=1000), "1d"]
+    ),
+    "label": st.one_of(st.none(), st.text(max_size=30)),
     "password_hash": st.one_of(
         st.just(None),
         st.sampled_from(

@@ -17,7 +17,15 @@ import twostep as ts
 from tests import pgserver
 from twostep._audit import AuditEvent, Outcome
 from twostep._audit_pages import AuditQuery
-from twostep._domain import Role, ThrottleKey, ThrottleScope, ThrottleState, User
+from twostep._domain import (
+    Account,
+    Role,
+    SessionRecord,
+    ThrottleKey,
+    ThrottleScope,
+    ThrottleState,
+    User,
+)
 from twostep.stores import _sql
 from twostep.stores._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION
 from twostep.stores.postgres import LOCK_THROTTLES, PostgresStore
@@ -244,6 +252,8 @@ def test_migrating_from_version_2_keeps_every_row(dsn: str) -> None:
     # before them: nothing in flight, one attempt per event.
     key = ThrottleKey(ThrottleScope.USER, "u1")
     throttle = ThrottleState(key, 3, NOW + timedelta(seconds=8), NOW)
+    account = Account("a1", "Acme", NOW, two_factor_required=True, session_generation=2)
+    session = SessionRecord("s" * 64, "u1", "a1", NOW, NOW + timedelta(hours=1), 2, 3)
     events = [
         AuditEvent(NOW, "login", Outcome.SUCCESS, "a1", "u1", None, "otp"),
         AuditEvent(NOW, "login", Outcome.THROTTLED, "a1", "u1", None, "email"),
@@ -275,14 +285,28 @@ def test_migrating_from_version_2_keeps_every_row(dsn: str) -> None:
                 _sql.audit_row(event)[:8],
             )
         before = conn.execute(audit_before_3).fetchall()
+        # Rows as version 2 has them: version 4 gives them the meaning they had (R95, R96,
+        # R99): a requirement of everyone with no grace, no second factor in the session.
+        conn.execute(
+            "INSERT INTO accounts (id, name, created_at, two_factor_required, "
+            "session_generation) VALUES (%s, %s, %s, %s, %s)",
+            _sql.account_row(account)[:5],
+        )
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, account_id, issued_at, expires_at, "
+            "account_generation, user_generation) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            _sql.session_row(session)[:7],
+        )
 
     with pytest.raises(ts.StoreError, match="twostep migrate"):
         PostgresStore(dsn, migrate=False)
     store = PostgresStore(dsn)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     with store.transaction(write=False) as tx:
         assert tx.get_throttle(key) == throttle
         found = tx.audit_page("a1", AuditQuery(10))
+        assert tx.get_account("a1") == account
+        assert tx.get_session(session.token_hash) == session
     store.close()
     assert [e for _, e in found] == [events[3], events[1], events[0]]
     assert [position for position, _ in found] == [before[3][0], before[1][0], before[0][0]]

@@ -37,11 +37,15 @@ T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 #: The columns every version since 1 has, as it was made (later columns are checked apart).
 V1_THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at"
 V1_AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason"
+V1_ACCOUNT_COLUMNS = "id, name, created_at, two_factor_required, session_generation"
+V1_SESSION_COLUMNS = (
+    "token_hash, user_id, account_id, issued_at, expires_at, account_generation, user_generation"
+)
 COLUMNS = {
-    "accounts": _sql.ACCOUNT_COLUMNS,
+    "accounts": V1_ACCOUNT_COLUMNS,
     "users": _sql.USER_COLUMNS,
     "challenges": _sql.CHALLENGE_COLUMNS,
-    "sessions": _sql.SESSION_COLUMNS,
+    "sessions": V1_SESSION_COLUMNS,
     "throttles": V1_THROTTLE_COLUMNS,
     # Events of no account are kept under '' since version 2; the trail reads the same.
     "audit": "id, at, coalesce(account_id, ''), actor, actor_id, action, target_id, outcome, "
@@ -49,6 +53,12 @@ COLUMNS = {
 }
 #: What version 3 added, with the value every row had before it.
 VERSION_3_COLUMNS = {"throttles": "in_flight, in_flight_at", "audit": "repeats"}
+#: What version 4 added, likewise.
+VERSION_4_COLUMNS = {
+    "accounts": "required_of, grace_period, required_since, members_required_since, "
+    "members_generation",
+    "sessions": "members_generation, second_factor_at",
+}
 
 
 def _rows(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
@@ -70,9 +80,19 @@ EVENTS = [
 THROTTLE = ThrottleState(ThrottleKey(ThrottleScope.USER, "u1"), 3, T0 + timedelta(seconds=8), T0)
 
 
-def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True) -> None:
-    """One row of every kind, with every optional field set."""
-    tx.put_account(Account("a1", "Acme", T0, two_factor_required=True, session_generation=2))
+ACCOUNT = Account("a1", "Acme", T0, two_factor_required=True, session_generation=2)
+SESSION = SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4)
+
+
+def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True, old: bool = False) -> None:
+    """One row of every kind, with every optional field set (``old``: as version 1 has)."""
+    if old:
+        tx._db.execute(
+            f"INSERT INTO accounts ({V1_ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",  # noqa: S608
+            _sql.account_row(ACCOUNT)[:5],
+        )
+    else:
+        tx.put_account(ACCOUNT)
     tx.add_user(
         User(
             id="u1",
@@ -97,7 +117,13 @@ def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True) -> None:
     tx.put_challenge(
         LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5), 2)
     )
-    tx.put_session(SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4))
+    if old:
+        tx._db.execute(
+            f"INSERT INTO sessions ({V1_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            _sql.session_row(SESSION)[:7],
+        )
+    else:
+        tx.put_session(SESSION)
     if throttle:
         tx.put_throttle(THROTTLE)
     for event in EVENTS if audit else []:
@@ -112,7 +138,7 @@ def _old_database(path: Path, version: int) -> None:
             db.execute(statement)
     db.execute(f"PRAGMA user_version = {version}")
     db.execute("BEGIN")
-    _fill(_Tx(db), audit=False, throttle=False)
+    _fill(_Tx(db), audit=False, throttle=False, old=True)
     db.execute(
         f"INSERT INTO throttles ({V1_THROTTLE_COLUMNS}) VALUES (?, ?, ?, ?)",  # noqa: S608
         _sql.throttle_row(THROTTLE)[:4],
@@ -180,7 +206,7 @@ def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
     with pytest.raises(ts.StoreError, match="schema version 1"):
         ts.SQLiteStore(path, migrate=False)  # never migrated behind the operator's back
     store = ts.SQLiteStore(path)
-    assert store.schema_version() == _migrations.SCHEMA_VERSION == 3
+    assert store.schema_version() == _migrations.SCHEMA_VERSION == 4
     store.close()
 
     with sqlite3.connect(path) as db:
@@ -231,10 +257,14 @@ def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
     with pytest.raises(ts.StoreError, match="schema version 2"):
         ts.SQLiteStore(path, migrate=False)
     store = ts.SQLiteStore(path)
-    assert store.schema_version() == 3
+    assert store.schema_version() == _migrations.SCHEMA_VERSION
     with store.transaction(write=False) as tx:
         assert tx.get_throttle(THROTTLE.key) == THROTTLE
         assert tx.audit_events("a1", 10) == _trail("a1")
+        # Version 4's columns mean what the rows meant before them (R95, R96, R99): a
+        # requirement of everyone, no grace period, no second factor in the session.
+        assert tx.get_account("a1") == ACCOUNT
+        assert tx.get_session(SESSION.token_hash) == SESSION
     store.close()
 
     with sqlite3.connect(path) as db:
@@ -247,9 +277,16 @@ def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert added == {"throttles": {(0, None)}, "audit": {(1,)}}
     assert "audit_throttled" in indexes
+    with sqlite3.connect(path) as db:
+        added = {
+            table: set(db.execute(f"SELECT {columns} FROM {table}"))  # noqa: S608
+            for table, columns in VERSION_4_COLUMNS.items()
+        }
+        assert db.execute("SELECT count(*) FROM remembered_devices").fetchone() == (0,)
+    assert added == {"accounts": {("everyone", None, None, None, 0)}, "sessions": {(0, None)}}
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_a_database_made_at_the_current_version_has_the_same_layout_as_a_migrated_one(
     tmp_path: Path, version: int
 ) -> None:

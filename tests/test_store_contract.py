@@ -21,6 +21,7 @@ from twostep._domain import (
     BackupCodeSet,
     ChallengeKind,
     LoginChallenge,
+    RememberedDevice,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -125,7 +126,7 @@ def test_account_round_trip_and_replace(contract_store: ts.Store) -> None:
         tx.put_account(a)
     with contract_store.transaction(write=False) as tx:
         assert tx.get_account(a.id) == a
-    changed = a.with_requirement(False)
+    changed = a.with_requirement(False, T0)
     with contract_store.transaction() as tx:
         tx.put_account(changed)
     with contract_store.transaction(write=False) as tx:
@@ -471,6 +472,99 @@ def test_a_user_read_with_a_session_is_written_back_in_full(contract_store: ts.S
         assert tx.get_user("u1") == user(
             "u1", "a@example.test", role=ts.Role.MANAGER, session_generation=3
         )
+
+
+def test_r96_r99_session_keeps_its_members_generation_and_second_factor_time(
+    contract_store: ts.Store,
+) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    session = SessionRecord(
+        "s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 4, 2, 7, T0 + timedelta(seconds=3)
+    )
+    with contract_store.transaction() as tx:
+        tx.put_session(session)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_session(session.token_hash) == session
+
+
+def test_r95_r96_account_keeps_its_requirement(contract_store: ts.Store) -> None:
+    a = account().with_requirement(
+        True, T0, of=ts.RequiredOf.ADMINS, grace_period=timedelta(days=7, microseconds=5)
+    )
+    a = a.with_requirement(True, T0 + timedelta(hours=1), grace_period=timedelta(hours=2))
+    assert a.members_required_since is not None  # widened: every field is set
+    with contract_store.transaction() as tx:
+        tx.put_account(a)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_account(a.id) == a
+
+
+def device(
+    token_hash: str, device_id: str, user_id: str = "u1", **changes: object
+) -> RememberedDevice:
+    base = RememberedDevice(
+        token_hash=token_hash,
+        id=device_id,
+        user_id=user_id,
+        label="Firefox on Linux",
+        created_at=T0,
+        expires_at=T0 + timedelta(days=30),
+        last_used_at=None,
+        account_generation=1,
+        members_generation=2,
+        user_generation=3,
+    )
+    return base._replace(**changes)
+
+
+def test_r98_devices_round_trip_list_and_delete(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    later = device("h2", "d2", created_at=T0 + timedelta(seconds=1), last_used_at=T0)
+    first = device("h1", "d1")
+    other = device("h3", "d3", user_id="u2")
+    with contract_store.transaction() as tx:
+        assert tx.get_device("h1") is None
+        for d in (later, first, other):
+            tx.put_device(d)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_device("h2") == later
+        assert tx.devices_of("u1") == [first, later]  # oldest first
+        assert tx.devices_of("nobody") == []
+    used = first._replace(last_used_at=T0 + timedelta(days=1))
+    with contract_store.transaction() as tx:
+        tx.put_device(used)  # replaced, not added
+        tx.delete_device("h2")
+        tx.delete_device("never existed")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.devices_of("u1") == [used]
+    with contract_store.transaction() as tx:
+        tx.delete_devices_of("u1")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.devices_of("u1") == []
+        assert tx.get_device("h3") == other
+
+
+def test_r82_r98_deleting_a_user_forgets_their_devices(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    with contract_store.transaction() as tx:
+        tx.put_device(device("h1", "d1"))
+        tx.put_device(device("h2", "d2", user_id="u2"))
+        tx.delete_user("u1")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_device("h1") is None
+        assert tx.get_device("h2") is not None
+
+
+def test_r98_purge_deletes_expired_devices(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    now = T0 + timedelta(days=30)
+    with contract_store.transaction() as tx:
+        for n, expires in enumerate((now - timedelta(seconds=1), now, now + timedelta(seconds=1))):
+            tx.put_device(device(f"h{n}", f"d{n}", expires_at=expires))
+    with contract_store.transaction() as tx:
+        assert purge(tx, now, throttles_before=T0) == 2
+    with contract_store.transaction(write=False) as tx:
+        assert [d.id for d in tx.devices_of("u1")] == ["d2"]
 
 
 def test_throttle_round_trip_update_and_delete(contract_store: ts.Store) -> None:
@@ -1131,9 +1225,9 @@ def test_r82_a_rolled_back_deletion_restores_the_user(contract_store: ts.Store) 
 def test_r130_each_purge_batch_looks_at_no_more_rows_than_its_limit(
     contract_store: ts.Store,
 ) -> None:
-    # 7 rows in each table, 4 of them expired. A batch takes the next 3 keys of one
-    # table, so each table takes 3 batches (3 keys, 3 keys, the last one): 15 batches
-    # in all, none removing more than 3, and all 20 expired rows gone at the end.
+    # 7 rows in each of the 6 tables, 4 of them expired. A batch takes the next 3 keys
+    # of one table, so each table takes 3 batches (3 keys, 3 keys, the last one): 18
+    # batches in all, none removing more than 3, and all 24 expired rows gone at the end.
     now = T0 + timedelta(days=2)
     ages = [timedelta(days=1)] * 4 + [-timedelta(days=1)] * 3  # 4 expired, 3 not yet
     seed(
@@ -1153,6 +1247,7 @@ def test_r130_each_purge_batch_looks_at_no_more_rows_than_its_limit(
             kind = ChallengeKind.CODE
             tx.put_challenge(LoginChallenge(token, f"u{i}", kind, T0, now - age))
             tx.put_session(SessionRecord(token, f"u{i}", "acc1", T0, now - age, 0, 0))
+            tx.put_device(device(token, f"d{i}", f"u{i}", expires_at=now - age))
             key = ThrottleKey(ThrottleScope.USER, f"u{i}")
             tx.put_throttle(ThrottleState(key, 1, None, now - 2 * age))
             tx.add_audit(event(i, at=now - 300 * age))
@@ -1166,12 +1261,13 @@ def test_r130_each_purge_batch_looks_at_no_more_rows_than_its_limit(
         if batch.resume is None:
             break
         resume = batch.resume
-    assert len(batches) == 5 * 3
+    assert len(batches) == 6 * 3
     assert max(batches) <= 3
-    assert sum(batches) == 5 * 4
+    assert sum(batches) == 6 * 4
     with contract_store.transaction() as tx:
         assert purge(tx, now, **cutoffs) == 0
         assert len(tx.audit_events("acc1", 10)) == 3
+        assert [d.id for u in ("u4", "u5", "u6") for d in tx.devices_of(u)] == ["d4", "d5", "d6"]
         assert [tx.get_session(f"t{i}".ljust(64, "x")) is None for i in range(7)] == [True] * 4 + [
             False
         ] * 3

@@ -5,7 +5,15 @@ from typing import TYPE_CHECKING
 from ._audit import AuditAction, AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
-from ._domain import Account, Role, ThrottleKey, ThrottleScope, ThrottleState, User
+from ._domain import (
+    Account,
+    RequiredOf,
+    Role,
+    ThrottleKey,
+    ThrottleScope,
+    ThrottleState,
+    User,
+)
 from ._errors import (
     ChallengeExpired,
     ConfigurationError,
@@ -15,6 +23,7 @@ from ._errors import (
     InvalidInput,
     NotAllowed,
     SessionInvalid,
+    StepUpRequired,
     StoreError,
     Throttled,
     TwoStepError,
@@ -27,6 +36,8 @@ from ._results import (
     AccountOverview,
     BackupCodes,
     CodeRequired,
+    DeviceInfo,
+    DeviceToken,
     EnrollmentRequired,
     LoggedIn,
     LoginStep,
@@ -63,6 +74,8 @@ __all__ = [
     "CodeRequired",
     "ConfigurationError",
     "Decision",
+    "DeviceInfo",
+    "DeviceToken",
     "EmailTaken",
     "Enrollment",
     "EnrollmentRequired",
@@ -76,6 +89,7 @@ __all__ = [
     "NotAllowed",
     "PurgeBatch",
     "Outcome",
+    "RequiredOf",
     "Role",
     "SQLiteStore",
     "SealedKeyUse",
@@ -83,6 +97,7 @@ __all__ = [
     "SessionInvalid",
     "SessionWithUser",
     "Settings",
+    "StepUpRequired",
     "Store",
     "StoreError",
     "SystemClock",

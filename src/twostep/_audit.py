@@ -47,7 +47,11 @@ class AuditAction(enum.StrEnum):
     # ("by_owner", R41) or by the installation's operator ("out_of_band", R42).
     TWO_FACTOR_RESET = "two_factor_reset"
     BACKUP_CODES_REGENERATED = "backup_codes_regenerated"  # a fresh set replaced the old (R5)
-    TWO_FACTOR_REQUIRED = "two_factor_required"  # an owner required 2FA for all (R20, R21)
+    # An owner required 2FA (R20, R21) or changed whom it covers or its grace period
+    # (R95, R96); the reason says whose sessions ended: "all_sessions_ended",
+    # "admin_sessions_ended", "member_sessions_ended", or "admins_only" (narrowed) and
+    # "grace_period_changed" (none ended).
+    TWO_FACTOR_REQUIRED = "two_factor_required"
     TWO_FACTOR_OPTIONAL = "two_factor_optional"  # an owner made 2FA optional again (R22)
     # Reading the 2FA overview and the audit trail (R50, R60): only refusals are recorded.
     OVERVIEW_VIEWED = "overview_viewed"
@@ -59,6 +63,10 @@ class AuditAction(enum.StrEnum):
     USER_REACTIVATED = "user_reactivated"  # an owner reactivated a user (R81)
     USER_DELETED = "user_deleted"  # an owner deleted a user (R82)
     USERS_LISTED = "users_listed"  # only refusals to list the users are recorded (R83)
+    # A user passed a code again in their session, for a sensitive action (R99).
+    STEP_UP = "step_up"
+    DEVICE_REMEMBERED = "device_remembered"  # a user's device skips the code step (R98)
+    DEVICE_FORGOTTEN = "device_forgotten"  # a user forgot one of their devices (R98)
 
 
 class Outcome(enum.StrEnum):

@@ -22,6 +22,8 @@ __all__ = [
     "BackupCodeSet",
     "ChallengeKind",
     "LoginChallenge",
+    "RememberedDevice",
+    "RequiredOf",
     "Role",
     "SessionRecord",
     "ThrottleKey",
@@ -40,26 +42,129 @@ class Role(enum.StrEnum):
     MEMBER = "member"
 
 
+class RequiredOf(enum.StrEnum):
+    """Whom an account's 2FA requirement covers (R96)."""
+
+    EVERYONE = "everyone"  # every user of the account (R20, R21)
+    ADMINS = "admins"  # owners and managers only
+
+
+#: The roles an ``admins`` requirement covers: those who administer (R50).
+ADMIN_ROLES = frozenset({Role.OWNER, Role.MANAGER})
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
-    """An organisation. ``session_generation`` moves on to end every session (R21)."""
+    """An organisation, and its 2FA requirement (R20-R22, R95, R96).
+
+    Sessions are revoked in O(1) by generations: ``session_generation`` moves on to end
+    the sessions of every user (R21) or, under an ``admins`` requirement, of its owners
+    and managers; ``members_generation`` moves on to end the members' sessions when the
+    requirement starts covering them (R96). ``required_since`` is when the requirement
+    began to cover owners and managers, ``members_required_since`` members (``None``
+    while it does not, or for a requirement older than these fields: long ago).
+    """
 
     id: str
     name: str
     created_at: datetime
     two_factor_required: bool = False
     session_generation: int = 0
+    required_of: RequiredOf = RequiredOf.EVERYONE
+    grace_period: timedelta | None = None
+    required_since: datetime | None = None
+    members_required_since: datetime | None = None
+    members_generation: int = 0
 
-    def admits(self, user: User) -> bool:
-        """Whether ``user`` may hold a session here: R3/R21, the one "2FA required" test."""
-        return not self.two_factor_required or user.two_factor.enabled
+    def covers(self, user: User) -> bool:
+        """Whether the requirement applies to ``user`` (R20, R96)."""
+        return self.two_factor_required and (
+            self.required_of is RequiredOf.EVERYONE or user.role in ADMIN_ROLES
+        )
 
-    def with_requirement(self, required: bool) -> Account:
-        """R20-R22: turning the requirement on also logs everyone out, in O(1)."""
-        if required == self.two_factor_required:
-            return self
-        generation = self.session_generation + 1 if required else self.session_generation
-        return replace(self, two_factor_required=required, session_generation=generation)
+    def enroll_by(self, user: User) -> datetime | None:
+        """R95: the end of ``user``'s grace period, if they are inside one's reach.
+
+        ``None`` unless the requirement covers the user, they have no second factor and
+        the account grants a grace period. Computed from the live policy each time: the
+        later of when the requirement began to cover the user's role and when the user
+        was created, plus the account's grace period as it is now.
+        """
+        if self.grace_period is None or user.has_second_factor or not self.covers(user):
+            return None
+        since = self.required_since if user.role in ADMIN_ROLES else self.members_required_since
+        start = user.created_at if since is None else max(since, user.created_at)
+        return start + self.grace_period
+
+    def admits(self, user: User, now: datetime) -> bool:
+        """Whether ``user`` may hold a session at ``now``: the one "2FA required" test.
+
+        R3/R21: a user the requirement covers needs a second factor, unless inside a
+        live grace period (R95); a deadline that starts later than ``now`` (the clock
+        has moved back) is no grace (R70).
+        """
+        if not self.covers(user) or user.has_second_factor:
+            return True
+        deadline = self.enroll_by(user)
+        if deadline is None:
+            return False
+        assert self.grace_period is not None  # a deadline comes from a grace period
+        return alive(now, deadline - self.grace_period, deadline, self.grace_period)
+
+    def current_generations(self, user: User, account_generation: int, members: int) -> bool:
+        """Whether generations recorded at a session's birth are still this account's.
+
+        Owners and managers answer to ``session_generation``, members to
+        ``members_generation`` (which moves whenever theirs must, R21, R96).
+        """
+        if user.role in ADMIN_ROLES:
+            return account_generation == self.session_generation
+        return members == self.members_generation
+
+    def with_requirement(
+        self,
+        required: bool,
+        now: datetime,
+        *,
+        of: RequiredOf = RequiredOf.EVERYONE,
+        grace_period: timedelta | None = None,
+    ) -> Account:
+        """R20-R22, R95, R96: the requirement as the owner sets it now, in O(1).
+
+        Turning it on ends the sessions of every user it covers (R21); widening it from
+        owners and managers to everyone ends the members' sessions. Narrowing it,
+        turning it off or changing the grace period ends none (the grace period is read
+        live: a shorter one applies at once, to every session).
+        """
+        if not required:
+            return replace(
+                self,
+                two_factor_required=False,
+                required_of=RequiredOf.EVERYONE,
+                grace_period=None,
+                required_since=None,
+                members_required_since=None,
+            )
+        account = self
+        if not self.two_factor_required:
+            account = replace(
+                self,
+                two_factor_required=True,
+                session_generation=self.session_generation + 1,
+                members_generation=self.members_generation
+                + (1 if of is RequiredOf.EVERYONE else 0),
+                required_since=now,
+                members_required_since=now if of is RequiredOf.EVERYONE else None,
+            )
+        elif of is RequiredOf.EVERYONE and self.required_of is RequiredOf.ADMINS:
+            account = replace(
+                self,
+                members_generation=self.members_generation + 1,
+                members_required_since=now,
+            )
+        elif of is RequiredOf.ADMINS:
+            account = replace(self, members_required_since=None)
+        return replace(account, required_of=of, grace_period=grace_period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +250,11 @@ class User:
         return email_key(self.email)
 
     @property
+    def has_second_factor(self) -> bool:
+        """Whether the user has a second factor: what the requirement asks for (R3)."""
+        return self.two_factor.enabled
+
+    @property
     def backup_codes_remaining(self) -> int:
         return self.backup_codes.remaining if self.backup_codes is not None else 0
 
@@ -179,10 +289,15 @@ class User:
     def confirm_enrollment(
         self, step: int, codes: BackupCodeSet, now: datetime, lifetime: timedelta
     ) -> User:
-        """R10/R40: the pending secret becomes the secret, with fresh backup codes."""
+        """R10/R40: the pending secret becomes the secret, with fresh backup codes.
+
+        R97: turning 2FA on (not moving it to a new phone) ends every session of the
+        user, which were all opened with the password alone.
+        """
         secret = self.pending_secret(now, lifetime)
         state = TwoFactorState(secret=secret, last_step=step, enabled_at=now)
-        return replace(self, two_factor=state, backup_codes=codes)
+        generation = self.session_generation + (0 if self.two_factor.enabled else 1)
+        return replace(self, two_factor=state, backup_codes=codes, session_generation=generation)
 
     def accept_step(self, step: int) -> User:
         """R4: record the time step of an accepted OTP; refuse it if not newer."""
@@ -276,7 +391,9 @@ class SessionRecord:
     """A stored session, found by the hash of its token.
 
     It stays valid only while the account's and the user's session generations are
-    the ones it was issued under (R21, R41): revoking is one write, not one per session.
+    the ones it was issued under (R21, R41, R96): revoking is one write, not one per
+    session. ``second_factor_at`` is when its user last passed a second factor in it
+    (a code at login, or a step-up, R99); ``None`` for a session opened without one.
     """
 
     token_hash: str = field(repr=False)
@@ -286,6 +403,8 @@ class SessionRecord:
     expires_at: datetime
     account_generation: int
     user_generation: int
+    members_generation: int = 0
+    second_factor_at: datetime | None = None
 
     def check_valid(
         self, now: datetime, lifetime: timedelta, user: User | None, account: Account | None
@@ -294,7 +413,7 @@ class SessionRecord:
 
         Otherwise :class:`SessionInvalid` says why: expired (or stamped in the future),
         revoked (logged out by a generation, or the user is gone or deactivated) or
-        ``two_factor_required``.
+        ``two_factor_required`` (R3, R95: no second factor, and no live grace period).
         """
         if not alive(now, self.issued_at, self.expires_at, lifetime):
             msg = "the session expired"
@@ -304,17 +423,59 @@ class SessionRecord:
             or account is None
             or not user.active
             or self.user_generation != user.session_generation
-            or self.account_generation != account.session_generation
+            or not account.current_generations(
+                user, self.account_generation, self.members_generation
+            )
         ):
             msg = "the session was revoked"
             raise SessionInvalid(msg, reason="revoked")
-        if not account.admits(user):
+        if not account.admits(user, now):
             msg = "the account requires 2FA; log in again to set it up"
-            raise SessionInvalid(
-                msg,
-                reason="two_factor_required",
-            )
+            raise SessionInvalid(msg, reason="two_factor_required")
         return user, account
+
+    def fresh(self, now: datetime, within: timedelta) -> bool:
+        """R99: whether a second factor was passed in this session less than ``within`` ago."""
+        at = self.second_factor_at
+        return at is not None and alive(now, at, at + within, within)
+
+
+class RememberedDevice(NamedTuple):
+    """R98: a device on which a user passed the second factor, remembered for a while.
+
+    Found by the hash of its token (the host keeps the token in a long-lived cookie);
+    ``id`` names it to its user, who may list and forget their devices. Like a session,
+    it records the generations it was made under: whatever ends every session of the
+    user, or makes the requirement cover them anew, forgets it. (A named tuple, not a
+    dataclass: ``import twostep`` is measured, bench/.)
+    """
+
+    token_hash: str
+    id: str
+    user_id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    account_generation: int
+    members_generation: int
+    user_generation: int
+
+    def __repr__(self) -> str:
+        return (
+            f"RememberedDevice(id={self.id!r}, user_id={self.user_id!r}, "
+            f"expires_at={self.expires_at!r})"
+        )
+
+    def admits(self, now: datetime, lifetime: timedelta, user: User, account: Account) -> bool:
+        """Whether this device stands in for ``user``'s second factor at ``now``."""
+        return (
+            self.user_id == user.id
+            and user.has_second_factor
+            and alive(now, self.created_at, self.expires_at, lifetime)
+            and self.user_generation == user.session_generation
+            and account.current_generations(user, self.account_generation, self.members_generation)
+        )
 
 
 class ThrottleScope(enum.StrEnum):

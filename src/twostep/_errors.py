@@ -102,6 +102,19 @@ class NotAllowed(TwoStepError):
         self.rule = rule
 
 
+class StepUpRequired(NotAllowed):
+    """R99: the action needs a second factor passed recently in this session.
+
+    Ask the user for a code, pass it to :meth:`~twostep.TwoStep.step_up`, then try the
+    action again. ``reason`` is ``"step_up_required"``.
+    """
+
+    reason = "step_up_required"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="step_up_required", rule="R99")
+
+
 class SessionInvalid(TwoStepError):
     """The session token is unknown, expired, logged out or revoked (R21, R41).
 

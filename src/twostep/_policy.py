@@ -45,6 +45,7 @@ class Rule:
 
     ``None`` means "either way". ``targets_other`` actions must name another user of
     the actor's own account; ``targets_user`` actions a user of it, the actor included.
+    ``account_requires`` is whether the requirement covers the actor (R96).
     """
 
     rule: str
@@ -53,6 +54,8 @@ class Rule:
     actor_has_two_factor: bool | None = None
     targets_other: bool = False
     targets_user: bool = False
+    #: R99: an actor with a second factor must have passed it recently in the session.
+    step_up: bool = False
 
 
 POLICY: dict[Action, Rule] = {
@@ -65,19 +68,19 @@ POLICY: dict[Action, Rule] = {
     Action.REGENERATE_BACKUP_CODES: Rule("R5", ANYONE, actor_has_two_factor=True),
     Action.REQUIRE_TWO_FACTOR: Rule("R20", OWNERS),
     Action.ALLOW_WITHOUT_TWO_FACTOR: Rule("R22", OWNERS),
-    Action.RESET_OTHER: Rule("R41", OWNERS, targets_other=True),
+    Action.RESET_OTHER: Rule("R41", OWNERS, targets_other=True, step_up=True),
     Action.VIEW_OVERVIEW: Rule("R50", ADMINS),
     Action.VIEW_AUDIT: Rule("R50/R60", ADMINS),
     # The users' life (R80-R84): changes are owners' alone; owners and managers list.
     # An owner may change their own role (R80: not the last active owner's), but not
     # deactivate or delete themselves (R81, R82).
-    Action.SET_ROLE: Rule("R80", OWNERS, targets_user=True),
+    Action.SET_ROLE: Rule("R80", OWNERS, targets_user=True, step_up=True),
     Action.DEACTIVATE_USER: Rule("R81", OWNERS, targets_other=True),
     Action.REACTIVATE_USER: Rule("R81", OWNERS, targets_other=True),
     Action.DELETE_USER: Rule("R82", OWNERS, targets_other=True),
     Action.LIST_USERS: Rule("R83/R50", ADMINS),
     # An owner changes another user's email (R89); their own takes their password (R88).
-    Action.SET_EMAIL: Rule("R89", OWNERS, targets_other=True),
+    Action.SET_EMAIL: Rule("R89", OWNERS, targets_other=True, step_up=True),
 }
 
 _ROLE_REASONS = {OWNERS: "owner_only", ADMINS: "owner_or_manager_only"}
@@ -101,9 +104,9 @@ def decide(action: Action, actor: User, account: Account, target: User | None = 
         return no("other_account")
     if actor.role not in rule.roles:
         return no(_ROLE_REASONS.get(rule.roles, "role"))
-    if rule.account_requires is True and not account.two_factor_required:
+    if rule.account_requires is True and not account.covers(actor):
         return no("account_does_not_require_two_factor")
-    if rule.account_requires is False and account.two_factor_required:
+    if rule.account_requires is False and account.covers(actor):
         return no("account_requires_two_factor")
     if rule.actor_has_two_factor is True and not actor.two_factor.enabled:
         return no("two_factor_off")

@@ -18,6 +18,8 @@ __all__ = [
     "AccountOverview",
     "BackupCodes",
     "CodeRequired",
+    "DeviceInfo",
+    "DeviceToken",
     "EnrollmentRequired",
     "LoggedIn",
     "LoginStep",
@@ -44,6 +46,11 @@ class Session:
     issued_at: datetime
     expires_at: datetime
     two_factor_enabled: bool
+    #: R95: the user is inside a grace period and must turn 2FA on before this time;
+    #: ask them to, on every page. ``None`` when nothing is due.
+    enroll_by: datetime | None = None
+    #: R99: when a second factor was last passed in this session (``None``: never).
+    second_factor_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +89,46 @@ class PasswordReset(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class LoggedIn:
-    """The login is complete. ``backup_codes`` is set when it included an enrolment (R3)."""
+    """The login is complete. ``backup_codes`` is set when it included an enrolment (R3).
+
+    ``session.enroll_by`` is set when the user logged in inside a grace period (R95):
+    ask them to turn 2FA on now.
+    """
 
     session: Session
     backup_codes: BackupCodes | None = None
+
+    @property
+    def enroll_by(self) -> datetime | None:
+        """R95: the end of the user's grace period, if they must still turn 2FA on."""
+        return self.session.enroll_by
+
+
+class DeviceToken(NamedTuple):
+    """R98: the token of a remembered device, for a long-lived cookie; shown once.
+
+    ``device_id`` names the device in :meth:`~twostep.TwoStep.remembered_devices`.
+    """
+
+    token: str
+    device_id: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceToken(token=<hidden>, device_id={self.device_id!r}, "
+            f"expires_at={self.expires_at!r})"
+        )
+
+
+class DeviceInfo(NamedTuple):
+    """R98: a remembered device as its user sees it in a list (no token, no hash)."""
+
+    device_id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +162,8 @@ class TwoFactorStatus:
     required_by_account: bool
     backup_codes_remaining: int
     enrollment_pending: bool
+    #: R95: the end of the user's grace period, while 2FA is due and off.
+    enroll_by: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,14 @@ its story in :mod:`twostep._stories`; it holds no rule of its own.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import _validate as check
 from ._audit import AuditAction, AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
-from ._domain import Account, Role, User
+from ._domain import Account, RequiredOf, Role, User
 from ._errors import ChallengeExpired
 from ._passwords import Passwords
 from ._provisioning import Enrollment
@@ -21,6 +21,8 @@ from ._results import (
     AccountOverview,
     BackupCodes,
     CodeRequired,
+    DeviceInfo,
+    DeviceToken,
     EnrollmentRequired,
     LoggedIn,
     LoginStep,
@@ -116,14 +118,18 @@ class TwoStep:
 
     # -- logging in (R1-R6) ------------------------------------------------------------
 
-    def login(self, email: str, password: str, *, client: str | None = None) -> LoginStep:
+    def login(
+        self, email: str, password: str, *, client: str | None = None, device: str | None = None
+    ) -> LoginStep:
         """Step 1: email and password. What comes next depends on the user (R1-R3).
 
         ``client`` is an optional key of the caller (e.g. an IP address) that is
         throttled too. Unknown emails, wrong passwords and deactivated users all
-        raise :class:`InvalidCredentials`, after the same Argon2 work.
+        raise :class:`InvalidCredentials`, after the same Argon2 work. ``device`` is the
+        token of a remembered device (R98), from its cookie: with a right password, a
+        device still remembered for the user skips the code step.
         """
-        return login.login(self._context, email, password, client)
+        return login.login(self._context, email, password, client, device)
 
     def complete_login(
         self,
@@ -167,6 +173,45 @@ class TwoStep:
     def logout(self, session: SessionRef) -> None:
         """End one session. Logging out an unknown or ended session does nothing."""
         login.logout(self._context, session)
+
+    def step_up(self, session: SessionRef, code: str) -> Session:
+        """R99: pass a code again in this session, before a sensitive action.
+
+        Raised :class:`StepUpRequired` asks for it. The code goes through the same checks
+        and throttles as at login (R4-R6).
+        """
+        return own_two_factor.step_up(self._context, session, code)
+
+    # -- remembered devices (R98) ------------------------------------------------------
+
+    def remember_device(
+        self, session: SessionRef, *, valid_for: timedelta | None = None, label: str | None = None
+    ) -> DeviceToken:
+        """R98: after a code login, let this device skip the code step (never the password).
+
+        Returns a token for a long-lived cookie, shown once (twostep keeps its hash), to
+        pass to :meth:`login` as ``device``. ``valid_for`` is at most
+        ``Settings.remember_device_for`` (the default); ``label`` names the device in
+        :meth:`remembered_devices` (e.g. "Firefox on Linux").
+        """
+        from ._stories import devices  # first use: see _stories.devices
+
+        return devices.remember_device(self._context, session, valid_for, label)
+
+    def remembered_devices(self, session: SessionRef) -> list[DeviceInfo]:
+        """R98: the user's devices that skip the code step now, oldest first."""
+        from ._stories import devices  # first use: see _stories.devices
+
+        return devices.remembered_devices(self._context, session)
+
+    def forget_device(self, session: SessionRef, device_id: str) -> bool:
+        """R98: one of the user's devices no longer skips the code step.
+
+        Returns ``False`` if the user has no device of that id.
+        """
+        from ._stories import devices  # first use: see _stories.devices
+
+        return devices.forget_device(self._context, session, device_id)
 
     # -- one's own password (R85-R87) ------------------------------------------------
 
@@ -229,9 +274,24 @@ class TwoStep:
 
     # -- administration (R20-R22, R41, R42, R50, R60) ---------------------------------
 
-    def set_two_factor_required(self, session: SessionRef, required: bool) -> None:
-        """R20-R22: owners turn the account requirement on (logging everyone out) or off."""
-        administration.set_two_factor_required(self._context, session, required)
+    def set_two_factor_required(
+        self,
+        session: SessionRef,
+        required: bool,
+        *,
+        of: RequiredOf | str = RequiredOf.EVERYONE,
+        grace_period: timedelta | None = None,
+    ) -> None:
+        """R20-R22, R95, R96: owners turn the requirement on or off, and say for whom.
+
+        ``of`` is ``"everyone"`` or ``"admins"`` (owners and managers). Turning it on
+        logs out every user it covers; widening it to everyone logs out the members.
+        ``grace_period`` lets the covered users without 2FA log in with their password
+        until that long after the requirement began to cover them, asked to enrol at
+        every login; each call states the whole requirement, so calling again without
+        it ends the grace period at once.
+        """
+        administration.set_two_factor_required(self._context, session, required, of, grace_period)
 
     def reset_two_factor(self, session: SessionRef, user_id: str) -> None:
         """R41: an owner removes another user's 2FA, secret and backup codes; their sessions end."""
@@ -340,9 +400,9 @@ class TwoStep:
     def purge_expired(self) -> int:
         """Remove what can no longer matter; returns how many rows were deleted or cleared.
 
-        That is expired login challenges and sessions, pending secrets of expired
-        enrolments and throttle counters that no longer count. None of it can be used
-        any more. Run it periodically, e.g. hourly.
+        That is expired login challenges, sessions and remembered devices, pending
+        secrets of expired enrolments and throttle counters that no longer count. None
+        of it can be used any more. Run it periodically, e.g. hourly.
         """
         return maintenance.purge_expired(self._context)
 

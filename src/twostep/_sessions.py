@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import datetime
 from typing import NamedTuple
 
 from . import _validate as check
@@ -66,9 +67,20 @@ def authenticate(w: Work, settings: Settings, session: object) -> Actor:
     return Actor(record, user, account)
 
 
-def issue_session(w: Work, settings: Settings, user: User, account: Account) -> Session:
-    """The one place sessions are born: it refuses a user the account does not admit (R3)."""
-    if not account.admits(user):
+def issue_session(
+    w: Work,
+    settings: Settings,
+    user: User,
+    account: Account,
+    *,
+    second_factor_at: datetime | None = None,
+) -> Session:
+    """The one place sessions are born: it refuses a user the account does not admit (R3).
+
+    ``second_factor_at`` is when the user passed a second factor for it (R99): now, for
+    a login with a code; ``None`` for a password alone or a remembered device.
+    """
+    if not account.admits(user, w.now):
         msg = "the account requires 2FA and this user has none"
         raise NotAllowed(
             msg,
@@ -84,13 +96,15 @@ def issue_session(w: Work, settings: Settings, user: User, account: Account) -> 
         expires_at=w.now + settings.session_ttl,
         account_generation=account.session_generation,
         user_generation=user.session_generation,
+        members_generation=account.members_generation,
+        second_factor_at=second_factor_at,
     )
     w.tx.put_session(record)
-    return session_value(token, record, user)
+    return session_value(token, record, user, account)
 
 
-def session_value(token: str, record: SessionRecord, user: User) -> Session:
-    """What a host sees of a session: its token and who holds it."""
+def session_value(token: str, record: SessionRecord, user: User, account: Account) -> Session:
+    """What a host sees of a session: its token, who holds it, and what they must do."""
     return Session(
         token=token,
         user_id=user.id,
@@ -100,4 +114,6 @@ def session_value(token: str, record: SessionRecord, user: User) -> Session:
         issued_at=record.issued_at,
         expires_at=record.expires_at,
         two_factor_enabled=user.two_factor.enabled,
+        enroll_by=account.enroll_by(user),
+        second_factor_at=record.second_factor_at,
     )

@@ -113,6 +113,14 @@ class Settings:
     clean_client_throttle: ThrottleSettings = field(
         default_factory=lambda: ThrottleSettings(free_failures=3)
     )
+    #: R99: how recently a second factor must have been passed in a session for the
+    #: sensitive actions of an owner (role changes, resets and email changes of other
+    #: users); ``None`` asks for none. Actions that take a code are fresh by themselves.
+    step_up_within: timedelta | None = timedelta(hours=1)
+    #: R98: the longest a device may be remembered (the host may ask for less).
+    remember_device_for: timedelta = timedelta(days=30)
+    #: R95: the longest grace period an owner may grant.
+    max_grace_period: timedelta = timedelta(days=90)
     #: Life of a password reset token (R86).
     password_reset_ttl: timedelta = timedelta(minutes=30)
     #: Password resets asked for per email, known or not (R86): each one counts.
@@ -133,6 +141,17 @@ class Settings:
         if self.challenge_max_attempts < 1 or self.backup_code_count < 1 or self.purge_batch < 1:
             msg = "challenge_max_attempts, backup_code_count and purge_batch must be >= 1"
             raise ValueError(msg)
+        for name, optional in (
+            ("remember_device_for", False),
+            ("max_grace_period", False),
+            ("step_up_within", True),
+        ):
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if not isinstance(value, timedelta) or value <= timedelta(0):
+                msg = f"{name} must be a timedelta > 0" + (" or None" if optional else "")
+                raise ValueError(msg)
         for name in ("audit_collapse_window", "audit_retention", "anonymous_audit_retention"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):

@@ -15,7 +15,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._audit import AuditEvent
-from ._domain import Account, LoginChallenge, SessionRecord, ThrottleKey, ThrottleState, User
+from ._domain import (
+    Account,
+    LoginChallenge,
+    RememberedDevice,
+    SessionRecord,
+    ThrottleKey,
+    ThrottleState,
+    User,
+)
 
 if TYPE_CHECKING:
     from ._audit_pages import AuditQuery  # loaded on first use: see its module
@@ -110,8 +118,9 @@ class Transaction(Protocol):
         ...
 
     def delete_user(self, user_id: str) -> None:
-        """Remove a user (R82): their row, sessions, login challenges and user throttle.
+        """Remove a user (R82) and all that is theirs but audit events.
 
+        Their row, sessions, login challenges, remembered devices and user throttle go.
         Their email becomes free; audit events are kept. A user without a row is no
         error.
         """
@@ -149,6 +158,26 @@ class Transaction(Protocol):
 
     def put_session(self, session: SessionRecord) -> None: ...
     def delete_session(self, token_hash: str) -> None: ...
+
+    def get_device(self, token_hash: str) -> RememberedDevice | None:
+        """The remembered device whose token hashes to ``token_hash`` (R98), or ``None``."""
+        ...
+
+    def put_device(self, device: RememberedDevice) -> None:
+        """Insert or replace (by ``token_hash``)."""
+        ...
+
+    def devices_of(self, user_id: str) -> list[RememberedDevice]:
+        """The user's remembered devices, oldest first, whether still valid or not."""
+        ...
+
+    def delete_device(self, token_hash: str) -> None:
+        """Forget one device; a token hash without one is no error."""
+        ...
+
+    def delete_devices_of(self, user_id: str) -> None:
+        """Forget every remembered device of a user."""
+        ...
 
     def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
         """The counter under ``key``, or ``None``; the state it returns has this very key."""
@@ -205,12 +234,12 @@ class Transaction(Protocol):
         from ``resume=None`` until ``None`` comes back, each in its own transaction, so
         that none holds the write lock for long.
 
-        What expired: the login challenges and sessions with ``expires_at <= now``, and
-        the throttle rows with ``last_failure_at < throttles_before`` that are not
-        blocking (``blocked_until`` is None or ``<= now``). On users whose pending
-        enrolment has expired (``pending_expires_at <= now``) it clears
-        ``pending_secret`` and ``pending_expires_at``, and nothing else. The audit
-        events with ``at < audit_before``, and those of no account with
+        What expired: the login challenges, sessions and remembered devices with
+        ``expires_at <= now``, and the throttle rows with ``last_failure_at <
+        throttles_before`` that are not blocking (``blocked_until`` is None or ``<=
+        now``). On users whose pending enrolment has expired (``pending_expires_at <=
+        now``) it clears ``pending_secret`` and ``pending_expires_at``, and nothing
+        else. The audit events with ``at < audit_before``, and those of no account with
         ``at < anonymous_audit_before`` (R77); ``None`` keeps them.
         """
         ...

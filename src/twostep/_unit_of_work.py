@@ -38,15 +38,23 @@ class KeepAndRaise(Exception):
 class Work:
     """What a story sees inside a unit of work: the transaction, its time, its events.
 
-    ``collapse`` is ``Settings.audit_collapse_window`` (R75).
+    ``collapse`` is ``Settings.audit_collapse_window`` (R75), ``step_up_within``
+    ``Settings.step_up_within`` (R99).
     """
 
-    __slots__ = ("collapse", "events", "now", "tx")
+    __slots__ = ("collapse", "events", "now", "step_up_within", "tx")
 
-    def __init__(self, tx: Transaction, now: datetime, collapse: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        tx: Transaction,
+        now: datetime,
+        collapse: timedelta | None = None,
+        step_up_within: timedelta | None = None,
+    ) -> None:
         self.tx = tx
         self.now = now
         self.collapse = collapse
+        self.step_up_within = step_up_within
         self.events: list[AuditEvent] = []
 
     def audit(
@@ -124,6 +132,7 @@ class UnitOfWork:
             self._transaction.__enter__(),
             context.clock.now(),
             context.settings.audit_collapse_window,
+            context.settings.step_up_within,
         )
         return self._work
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._domain import Role
+from ._domain import RequiredOf, Role
 from ._errors import InvalidInput
 from ._settings import Settings
 
@@ -13,6 +13,7 @@ MAX_TOKEN = 128
 MAX_CLIENT = 256
 MAX_COUNT = 10_000
 _ROLES = frozenset(member.value for member in Role)
+_REQUIRED_OF = frozenset(member.value for member in RequiredOf)
 
 
 def utf8(value: str) -> bool:
@@ -56,6 +57,21 @@ def role(value: object) -> Role:
         return Role(value)
     msg = "role must be one of owner, manager, member"
     raise InvalidInput(msg, reason="invalid_role")
+
+
+def required_of(value: object) -> RequiredOf:
+    if isinstance(value, str) and value in _REQUIRED_OF:
+        return RequiredOf(value)
+    msg = "of must be one of everyone, admins"
+    raise InvalidInput(msg, reason="invalid_of")
+
+
+def token(value: object, what: str) -> str:
+    """A token the host got from ``twostep`` (e.g. a cookie): ASCII, bounded; shape only."""
+    if not isinstance(value, str) or not value or len(value) > MAX_TOKEN or not value.isascii():
+        msg = f"{what} must be a token given by twostep"
+        raise InvalidInput(msg, reason=f"invalid_{what}")
+    return value
 
 
 def flag(value: object, what: str) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from .._audit import AuditAction, Outcome
 from .._codes import new_secret, seal_totp_key, secret_key
 from .._domain import User
-from .._errors import NotAllowed
-from .._policy import Action, enforce
+from .._errors import NotAllowed, StepUpRequired
+from .._policy import POLICY, Action, enforce
 from .._provisioning import Enrollment, provisioning_uri
 from .._sessions import Actor
 from .._unit_of_work import Context, KeepAndRaise, Work
@@ -17,9 +17,18 @@ __all__ = ["allow", "new_enrollment"]
 def allow(
     w: Work, action: Action, actor: Actor, *, audit_as: AuditAction, target: User | None = None
 ) -> None:
-    """Ask the policy (R20-R50); a refusal is audited as ``audit_as`` (R60) and raised."""
+    """Ask the policy (R20-R50, R99); a refusal is audited as ``audit_as`` (R60) and raised."""
     try:
         enforce(action, actor.user, actor.account, target)
+        within = w.step_up_within
+        if (
+            POLICY[action].step_up
+            and within is not None
+            and actor.user.has_second_factor
+            and not actor.record.fresh(w.now, within)
+        ):
+            msg = f"{action.value} needs a code passed in the last {within}: call step_up"
+            raise StepUpRequired(msg)
     except NotAllowed as refusal:
         w.audit(
             audit_as,

@@ -5,12 +5,12 @@ And the operator's stories: accounts and users created, a sole owner reset out o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .. import _validate as check
 from .._audit import AuditAction, AuditEvent, Outcome
-from .._domain import Account, Role, User, email_key
+from .._domain import Account, RequiredOf, Role, User, email_key
 from .._errors import InvalidInput, UnknownAccount, UnknownUser
 from .._policy import Action
 from .._results import AccountOverview, UserOverview
@@ -34,9 +34,17 @@ __all__ = [
 ]
 
 
-def set_two_factor_required(context: Context, session: object, required: bool) -> None:
-    """R20-R22: owners turn the requirement on (logging everyone out) or off."""
+def set_two_factor_required(
+    context: Context,
+    session: object,
+    required: bool,
+    of: object = RequiredOf.EVERYONE,
+    grace_period: object = None,
+) -> None:
+    """R20-R22, R95, R96: owners set the requirement: on for whom, with what grace, or off."""
     required = check.flag(required, "required")
+    covered = check.required_of(of)
+    grace = _grace_period(grace_period, context.settings.max_grace_period)
     action, audit_as = (
         (Action.REQUIRE_TWO_FACTOR, AuditAction.TWO_FACTOR_REQUIRED)
         if required
@@ -45,8 +53,9 @@ def set_two_factor_required(context: Context, session: object, required: bool) -
     with context.work() as w:
         actor = authenticate(w, context.settings, session)
         allow(w, action, actor, audit_as=audit_as)
-        account = actor.account.with_requirement(required)
-        if account == actor.account:
+        before = actor.account
+        account = before.with_requirement(required, w.now, of=covered, grace_period=grace)
+        if account == before:
             return
         w.tx.put_account(account)
         w.audit(
@@ -54,8 +63,32 @@ def set_two_factor_required(context: Context, session: object, required: bool) -
             Outcome.SUCCESS,
             account_id=account.id,
             actor_id=actor.user.id,
-            reason="all_sessions_ended" if required else None,
+            reason=_requirement_change(before, account),
         )
+
+
+def _grace_period(value: object, longest: timedelta) -> timedelta | None:
+    """R95: no grace period (``None`` or zero), or one of at most ``longest``."""
+    if value is None:
+        return None
+    if not isinstance(value, timedelta) or not timedelta(0) <= value <= longest:
+        msg = f"grace_period must be None or a timedelta from 0 to {longest}"
+        raise InvalidInput(msg, reason="invalid_grace_period")
+    return value or None
+
+
+def _requirement_change(before: Account, after: Account) -> str | None:
+    """The audit reason of a change of the requirement: whose sessions it ended, if any."""
+    if not after.two_factor_required:
+        return None
+    if not before.two_factor_required:
+        everyone = after.required_of is RequiredOf.EVERYONE
+        return "all_sessions_ended" if everyone else "admin_sessions_ended"
+    if after.members_generation != before.members_generation:
+        return "member_sessions_ended"
+    if after.required_of is not before.required_of:
+        return "admins_only"
+    return "grace_period_changed"
 
 
 def reset_two_factor(context: Context, session: object, user_id: str) -> None:

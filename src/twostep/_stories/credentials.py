@@ -135,7 +135,9 @@ def _new_password(context: Context, w: Work, user: User, checked: User, new_hash
     w.tx.delete_challenges_of(user.id)  # logins under way with the old password end
     account = w.tx.get_account(user.account_id)
     assert account is not None  # users reference their account
-    session = issue_session(w, context.settings, user, account)
+    # A user with 2FA gave a code for this change, in this very transaction (R99).
+    passed = w.now if user.has_second_factor else None
+    session = issue_session(w, context.settings, user, account, second_factor_at=passed)
     _audit(w, AuditAction.PASSWORD_CHANGED, user, Outcome.SUCCESS, reason="other_sessions_ended")
     return session
 

@@ -58,7 +58,9 @@ def _new_email(context: Context, w: Work, user: User, checked: User, address: st
     changed = _save(w, user, user, address, "by_user")
     account = w.tx.get_account(user.account_id)
     assert account is not None  # users reference their account
-    return issue_session(w, context.settings, changed, account)
+    # A user with 2FA gave a code for this change, in this very transaction (R99).
+    passed = w.now if changed.has_second_factor else None
+    return issue_session(w, context.settings, changed, account, second_factor_at=passed)
 
 
 def set_email(context: Context, session: object, user_id: object, new_email: object) -> None:

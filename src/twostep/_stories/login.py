@@ -35,11 +35,14 @@ from ._shared import new_enrollment
 __all__ = ["check_session", "complete_login", "login", "logout"]
 
 
-def login(context: Context, email: object, password: object, client: object) -> LoginStep:
-    """Step 1: email and password; what comes next depends on the user (R1-R3, R6)."""
+def login(
+    context: Context, email: object, password: object, client: object, device: object = None
+) -> LoginStep:
+    """Step 1: email and password; what comes next depends on the user (R1-R3, R6, R98)."""
     key = email_key(check.login_email(email))
     given = check.password(password, context.settings, new=False)
     client_key = check.client(client)
+    device_hash = None if device is None else token_hash(check.token(device, "device"))
 
     # Admitted in a commit of its own before the password is checked (R71): in flight
     # on the email's and the client's counters, so that parallel guesses cannot slip
@@ -71,7 +74,7 @@ def login(context: Context, email: object, password: object, client: object) -> 
             w.tx.put_user(current)
         account = w.tx.get_account(current.account_id)
         assert account is not None  # users reference their account
-        return _after_password(context, w, current, account)
+        return _after_password(context, w, current, account, device_hash)
 
 
 def _audit_failure(w: Work, user: User | None, outcome: Outcome, *, reason: str) -> None:
@@ -85,16 +88,32 @@ def _audit_failure(w: Work, user: User | None, outcome: Outcome, *, reason: str)
     )
 
 
-def _after_password(context: Context, w: Work, user: User, account: Account) -> LoginStep:
-    """R1: a code next; R3: an enrolment next; R2: a session now."""
+def _after_password(
+    context: Context, w: Work, user: User, account: Account, device_hash: str | None = None
+) -> LoginStep:
+    """What follows a right password: a code, an enrolment or a session.
+
+    R1: a code next (R98: unless the device is remembered); R3: an enrolment next; R2,
+    R95: a session now (inside a grace period, with its deadline).
+    """
     settings = context.settings
-    if user.two_factor.enabled:
+    if user.has_second_factor:
+        if device_hash is not None and _remembered(w, settings, user, account, device_hash):
+            session = issue_session(w, settings, user, account)
+            w.audit(
+                AuditAction.LOGIN,
+                Outcome.SUCCESS,
+                account_id=account.id,
+                actor_id=user.id,
+                reason="remembered_device",
+            )
+            return LoggedIn(session)
         token = _new_challenge(w, user, ChallengeKind.CODE, settings.challenge_ttl)
         w.audit(
             AuditAction.LOGIN_PASSWORD, Outcome.SUCCESS, account_id=account.id, actor_id=user.id
         )
         return CodeRequired(token, w.now + settings.challenge_ttl)
-    if not account.admits(user):
+    if not account.admits(user, w.now):
         user, enrollment = new_enrollment(context, w, user)
         w.tx.put_user(user)
         token = _new_challenge(w, user, ChallengeKind.ENROLLMENT, settings.enrollment_ttl)
@@ -110,6 +129,17 @@ def _after_password(context: Context, w: Work, user: User, account: Account) -> 
     session = issue_session(w, settings, user, account)
     w.audit(AuditAction.LOGIN, Outcome.SUCCESS, account_id=account.id, actor_id=user.id)
     return LoggedIn(session)
+
+
+def _remembered(
+    w: Work, settings: Settings, user: User, account: Account, device_hash: str
+) -> bool:
+    """R98: whether the device stands in for the user's code; its use is recorded."""
+    device = w.tx.get_device(device_hash)
+    if device is None or not device.admits(w.now, settings.remember_device_for, user, account):
+        return False
+    w.tx.put_device(device._replace(last_used_at=w.now))
+    return True
 
 
 def _new_challenge(w: Work, user: User, kind: ChallengeKind, ttl: timedelta) -> str:
@@ -188,7 +218,7 @@ def _logged_in(settings: Settings, w: Work, attempt: CodeAttempt, passed: Passed
     """The code passed: save the user and give them a session."""
     user, account = passed.user, attempt.account
     w.tx.put_user(user)
-    session = issue_session(w, settings, user, account)
+    session = issue_session(w, settings, user, account, second_factor_at=w.now)
     if passed.how == "enrolled":
         w.audit(
             AuditAction.TWO_FACTOR_ENABLED,
@@ -214,7 +244,7 @@ def check_session(context: Context, session: object) -> Session:
     token = session_token(session)
     with context.work(write=False) as w:
         actor = authenticate(w, context.settings, token)
-        return session_value(token, actor.record, actor.user)
+        return session_value(token, actor.record, actor.user, actor.account)
 
 
 def logout(context: Context, session: object) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from .._audit import AuditAction, Outcome
 from .._code_check import Against, CodeAttempt, Passed, present_code
-from .._domain import User
+from .._domain import SessionRecord, User
 from .._policy import Action
 from .._provisioning import Enrollment
-from .._results import BackupCodes, TwoFactorStatus
-from .._sessions import authenticate
+from .._results import BackupCodes, Session, TwoFactorStatus
+from .._sessions import authenticate, session_token, session_value
 from .._throttling import code_counters
 from .._unit_of_work import Context, Work
 from ._shared import allow, new_enrollment
@@ -21,6 +22,7 @@ __all__ = [
     "confirm_enrollment",
     "disable_two_factor",
     "regenerate_backup_codes",
+    "step_up",
     "two_factor_status",
 ]
 
@@ -31,11 +33,12 @@ def two_factor_status(context: Context, session: object) -> TwoFactorStatus:
         actor = authenticate(w, context.settings, session)
         return TwoFactorStatus(
             enabled=actor.user.two_factor.enabled,
-            required_by_account=actor.account.two_factor_required,
+            required_by_account=actor.account.covers(actor.user),
             backup_codes_remaining=actor.user.backup_codes_remaining,
             enrollment_pending=actor.user.two_factor.pending_at(
                 w.now, context.settings.enrollment_ttl
             ),
+            enroll_by=actor.account.enroll_by(actor.user),
         )
 
 
@@ -51,10 +54,16 @@ def begin_enrollment(context: Context, session: object) -> Enrollment:
 
 
 def confirm_enrollment(context: Context, session: object, code: object) -> BackupCodes:
-    """R10/R40: a right code from the new app turns the new secret on, with new codes."""
+    """R10/R40: a right code from the new app turns the new secret on, with new codes.
+
+    R97: turning 2FA on ends the user's other sessions, this one goes on; R98: moving
+    to a new phone forgets the remembered devices.
+    """
+    records: list[SessionRecord] = []  # the session, as each transaction loaded it
 
     def load(w: Work) -> CodeAttempt:
         actor = authenticate(w, context.settings, session)
+        records.append(actor.record)
         # R40: a user with 2FA is confirming the new phone of a reset begun before.
         resetting = actor.user.two_factor.enabled
         action = Action.CONFIRM_RESET if resetting else Action.ENROLL
@@ -72,6 +81,13 @@ def confirm_enrollment(context: Context, session: object, code: object) -> Backu
     def apply(w: Work, attempt: CodeAttempt, passed: Passed) -> BackupCodes:
         w.tx.put_user(passed.user)
         resetting = attempt.audit_as is AuditAction.TWO_FACTOR_RESET
+        if resetting:
+            w.tx.delete_devices_of(passed.user.id)
+        # Kept under the user's new generation (R97), with the code just passed (R99).
+        record = replace(
+            records[-1], user_generation=passed.user.session_generation, second_factor_at=w.now
+        )
+        w.tx.put_session(record)
         _audit_own(w, attempt.audit_as, passed.user, reason="new_device" if resetting else None)
         assert passed.new_codes is not None  # a confirmed enrolment always has new codes
         return passed.new_codes.shown
@@ -84,6 +100,7 @@ def disable_two_factor(context: Context, session: object, code: object) -> None:
 
     def apply(w: Work, _: CodeAttempt, passed: Passed) -> None:
         w.tx.put_user(passed.user.without_two_factor(end_sessions=False))
+        w.tx.delete_devices_of(passed.user.id)  # R98
         _audit_own(w, AuditAction.TWO_FACTOR_DISABLED, passed.user)
 
     load = _with_code(context, session, Action.DISABLE, AuditAction.TWO_FACTOR_DISABLED)
@@ -119,6 +136,31 @@ def regenerate_backup_codes(context: Context, session: object, code: object) -> 
         AuditAction.BACKUP_CODES_REGENERATED,
         new_codes=True,
     )
+    return present_code(context, code, load, apply)
+
+
+def step_up(context: Context, session: object, code: object) -> Session:
+    """R99: a code passed again in this session, for the sensitive actions that follow."""
+    records: list[SessionRecord] = []  # the session, as each transaction loaded it
+
+    def load(w: Work) -> CodeAttempt:
+        actor = authenticate(w, context.settings, session)
+        records.append(actor.record)
+        return CodeAttempt(
+            user=actor.user,
+            account=actor.account,
+            audit_as=AuditAction.STEP_UP,
+            against=Against.CONFIRMED,
+            counters=code_counters(context.settings, actor.user.id, None),
+        )
+
+    def apply(w: Work, attempt: CodeAttempt, passed: Passed) -> Session:
+        w.tx.put_user(passed.user)
+        record = replace(records[-1], second_factor_at=w.now)
+        w.tx.put_session(record)
+        _audit_own(w, AuditAction.STEP_UP, passed.user, reason=passed.how)
+        return session_value(session_token(session), record, passed.user, attempt.account)
+
     return present_code(context, code, load, apply)
 
 

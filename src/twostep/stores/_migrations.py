@@ -258,6 +258,39 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
             ),
         ),
     ),
+    (
+        # Both dialects, columns added in place.
+        # Accounts: whom the requirement covers, its grace period (in microseconds) and
+        # since when it covers owners and managers, and members; and the generation that
+        # ends the members' sessions alone (R95, R96).
+        # Sessions: the members' generation they were issued under, and when a second
+        # factor was last passed in them (R96, R99).
+        # Remembered devices (R98): found by their token's hash; listed per user.
+        4,
+        (
+            "ALTER TABLE accounts ADD COLUMN required_of TEXT NOT NULL DEFAULT 'everyone'",
+            "ALTER TABLE accounts ADD COLUMN grace_period {bigint}",
+            "ALTER TABLE accounts ADD COLUMN required_since {bigint}",
+            "ALTER TABLE accounts ADD COLUMN members_required_since {bigint}",
+            "ALTER TABLE accounts ADD COLUMN members_generation {bigint} NOT NULL DEFAULT 0",
+            "ALTER TABLE sessions ADD COLUMN members_generation {bigint} NOT NULL DEFAULT 0",
+            "ALTER TABLE sessions ADD COLUMN second_factor_at {bigint}",
+            """CREATE TABLE remembered_devices (
+                token_hash TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                label TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                last_used_at {bigint},
+                account_generation {bigint} NOT NULL,
+                members_generation {bigint} NOT NULL,
+                user_generation {bigint} NOT NULL
+            )""",
+            "CREATE INDEX remembered_devices_user ON remembered_devices (user_id, created_at)",
+            "CREATE INDEX remembered_devices_expiry ON remembered_devices (expires_at)",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -17,6 +17,8 @@ from .._domain import (
     BackupCodeSet,
     ChallengeKind,
     LoginChallenge,
+    RememberedDevice,
+    RequiredOf,
     Role,
     SessionRecord,
     ThrottleKey,
@@ -33,6 +35,7 @@ __all__ = [
     "ACCOUNT_COLUMNS",
     "AUDIT_COLUMNS",
     "CHALLENGE_COLUMNS",
+    "DEVICE_COLUMNS",
     "SESSION_COLUMNS",
     "THROTTLE_COLUMNS",
     "USER_COLUMNS",
@@ -43,6 +46,8 @@ __all__ = [
     "audit_row",
     "challenge_of",
     "challenge_row",
+    "device_of",
+    "device_row",
     "from_us",
     "opt_dt",
     "opt_us",
@@ -62,7 +67,10 @@ __all__ = [
 ]
 
 #: The columns of each table, in the order of its row tuples (``*_row``, ``*_of``).
-ACCOUNT_COLUMNS = "id, name, created_at, two_factor_required, session_generation"
+ACCOUNT_COLUMNS = (
+    "id, name, created_at, two_factor_required, session_generation, required_of, "
+    "grace_period, required_since, members_required_since, members_generation"
+)
 USER_COLUMNS = (
     "id, account_id, email, email_key, role, password_hash, created_at, active, "
     "totp_secret, last_step, enabled_at, pending_secret, pending_expires_at, "
@@ -70,7 +78,12 @@ USER_COLUMNS = (
 )
 CHALLENGE_COLUMNS = "token_hash, user_id, kind, created_at, expires_at, attempts"
 SESSION_COLUMNS = (
-    "token_hash, user_id, account_id, issued_at, expires_at, account_generation, user_generation"
+    "token_hash, user_id, account_id, issued_at, expires_at, account_generation, user_generation, "
+    "members_generation, second_factor_at"
+)
+DEVICE_COLUMNS = (
+    "token_hash, id, user_id, label, created_at, expires_at, last_used_at, "
+    "account_generation, members_generation, user_generation"
 )
 THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at, in_flight, in_flight_at"
 AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason, repeats"
@@ -146,6 +159,13 @@ def purge_batch(
         ),
         _Stage("sessions", "token_hash", "DELETE FROM sessions", f"expires_at <= {mark}", (at,)),
         _Stage(
+            "remembered_devices",
+            "token_hash",
+            "DELETE FROM remembered_devices",
+            f"expires_at <= {mark}",
+            (at,),
+        ),
+        _Stage(
             "throttles",
             "key",
             "DELETE FROM throttles",
@@ -215,13 +235,25 @@ def opt_dt(value: int | None) -> datetime | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 # Enum members by value: a dict lookup is several times cheaper than calling the enum.
 _ROLES = {role.value: role for role in Role}
 _KINDS = {kind.value: kind for kind in ChallengeKind}
 
 
 def account_row(a: Account) -> tuple[Any, ...]:
-    return (a.id, a.name, to_us(a.created_at), int(a.two_factor_required), a.session_generation)
+    return (
+        a.id,
+        a.name,
+        to_us(a.created_at),
+        int(a.two_factor_required),
+        a.session_generation,
+        a.required_of.value,
+        None if a.grace_period is None else a.grace_period // _MICROSECOND,
+        opt_us(a.required_since),
+        opt_us(a.members_required_since),
+        a.members_generation,
+    )
 
 
 def account_of(r: Sequence[Any]) -> Account:
@@ -231,6 +263,11 @@ def account_of(r: Sequence[Any]) -> Account:
         created_at=from_us(r[2]),
         two_factor_required=bool(r[3]),
         session_generation=r[4],
+        required_of=RequiredOf(r[5]),
+        grace_period=None if r[6] is None else timedelta(microseconds=r[6]),
+        required_since=opt_dt(r[7]),
+        members_required_since=opt_dt(r[8]),
+        members_generation=r[9],
     )
 
 
@@ -330,11 +367,45 @@ def session_row(s: SessionRecord) -> tuple[Any, ...]:
         to_us(s.expires_at),
         s.account_generation,
         s.user_generation,
+        s.members_generation,
+        opt_us(s.second_factor_at),
     )
 
 
 def session_of(r: Sequence[Any]) -> SessionRecord:
-    return SessionRecord(r[0], r[1], r[2], from_us(r[3]), from_us(r[4]), r[5], r[6])
+    return SessionRecord(
+        r[0], r[1], r[2], from_us(r[3]), from_us(r[4]), r[5], r[6], r[7], opt_dt(r[8])
+    )
+
+
+def device_row(d: RememberedDevice) -> tuple[Any, ...]:
+    return (
+        d.token_hash,
+        d.id,
+        d.user_id,
+        d.label,
+        to_us(d.created_at),
+        to_us(d.expires_at),
+        opt_us(d.last_used_at),
+        d.account_generation,
+        d.members_generation,
+        d.user_generation,
+    )
+
+
+def device_of(r: Sequence[Any]) -> RememberedDevice:
+    return RememberedDevice(
+        token_hash=r[0],
+        id=r[1],
+        user_id=r[2],
+        label=r[3],
+        created_at=from_us(r[4]),
+        expires_at=from_us(r[5]),
+        last_used_at=opt_dt(r[6]),
+        account_generation=r[7],
+        members_generation=r[8],
+        user_generation=r[9],
+    )
 
 
 def throttle_row(t: ThrottleState) -> tuple[Any, ...]:

@@ -15,6 +15,7 @@ from .._audit_pages import AuditQuery
 from .._domain import (
     Account,
     LoginChallenge,
+    RememberedDevice,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -160,6 +161,7 @@ class _Tx:
         for key, challenge in list(self._s.challenges.items()):
             if challenge.user_id == user_id:
                 self._set(self._s.challenges, key, _MISSING)
+        self.delete_devices_of(user_id)
         self.delete_throttle(ThrottleKey(ThrottleScope.USER, user_id))
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
@@ -207,6 +209,23 @@ class _Tx:
 
     def delete_session(self, token_hash: str) -> None:
         self._set(self._s.sessions, token_hash, _MISSING)
+
+    def get_device(self, token_hash: str) -> RememberedDevice | None:
+        return self._s.devices.get(token_hash)
+
+    def put_device(self, device: RememberedDevice) -> None:
+        self._set(self._s.devices, device.token_hash, device)
+
+    def devices_of(self, user_id: str) -> list[RememberedDevice]:
+        mine = (d for d in self._s.devices.values() if d.user_id == user_id)
+        return sorted(mine, key=lambda d: (d.created_at, d.id))
+
+    def delete_device(self, token_hash: str) -> None:
+        self._set(self._s.devices, token_hash, _MISSING)
+
+    def delete_devices_of(self, user_id: str) -> None:
+        for device in self.devices_of(user_id):
+            self.delete_device(device.token_hash)
 
     def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
         return self._s.throttles.get(key)
@@ -290,7 +309,7 @@ class _Tx:
         # The stages of the SQL stores: each table in the order of its key, ``limit``
         # keys per batch; the audit trail by position.
         stage, after = resume if resume is not None else (0, None)
-        if stage == _AUDIT_STAGE:
+        if _STAGES[stage] == "audit":
             audit = self._s.audit
             start = 0 if after is None else bisect.bisect_right(audit, after, key=_position)
             stop = min(start + limit, len(audit))
@@ -298,61 +317,50 @@ class _Tx:
             removed = self._purge_audit(start, stop, audit_before, anonymous_audit_before)
             more = stop - start == limit
             return PurgeBatch(removed, (stage, last) if more else None)
-        keys = self._stage_keys(stage, after, limit)
-        removed = 0
-        for key in keys:
-            removed += self._purge_one(stage, key, now, throttles_before)
+        table: dict[Any, Any] = getattr(self._s, _STAGES[stage])
+        keys = heapq.nsmallest(
+            limit, (k for k in table if after is None or _order(k) > after), key=_order
+        )
+        removed = sum(self._purge_one(_STAGES[stage], key, now, throttles_before) for key in keys)
         if len(keys) == limit:
             return PurgeBatch(removed, (stage, _order(keys[-1])))
-        done = stage + 1 == _AUDIT_STAGE and audit_before is None and anonymous_audit_before is None
+        done = (
+            _STAGES[stage + 1] == "audit"
+            and audit_before is None
+            and anonymous_audit_before is None
+        )
         return PurgeBatch(removed, None if done else (stage + 1, None))
-
-    def _stage_keys(self, stage: int, after: str | None, limit: int) -> list[Any]:
-        """The next ``limit`` keys of a stage's table after ``after``, in order."""
-        table: dict[Any, Any] = (
-            self._s.challenges,
-            self._s.sessions,
-            self._s.throttles,
-            self._s.users,
-        )[stage]
-        keys = (k for k in table if after is None or _order(k) > after)
-        return heapq.nsmallest(limit, keys, key=_order)
 
     def _purge_one(
         self,
-        stage: int,
-        key: Any,  # noqa: ANN401 (a key of the table the stage names)
+        table: str,
+        key: Any,  # noqa: ANN401 (a key of that table)
         now: datetime,
         throttles_before: datetime,
     ) -> int:
-        """Remove (or clear) the row under ``key`` in a stage's table if it expired."""
-        if stage == 0:
-            if self._s.challenges[key].expires_at <= now:
-                self.delete_challenge(key)
-                return 1
-        elif stage == 1:
-            if self._s.sessions[key].expires_at <= now:
-                self.delete_session(key)
-                return 1
-        elif stage == _THROTTLE_STAGE:
+        """Remove (or clear) the row under ``key`` in ``table`` if it expired; 1 if so."""
+        if table == "throttles":
             t = self._s.throttles[key]
             if t.last_failure_at < throttles_before and (
                 t.blocked_until is None or t.blocked_until <= now
             ):
                 self.delete_throttle(key)
                 return 1
-        else:
+        elif table == "users":
             user = self._s.users[key]
             lapsed = user.two_factor.pending_expires_at
             if lapsed is not None and lapsed <= now:
                 state = replace(user.two_factor, pending_secret=None, pending_expires_at=None)
                 self.put_user(replace(user, two_factor=state))
                 return 1
+        elif getattr(self._s, table)[key].expires_at <= now:  # challenges, sessions, devices
+            self._set(getattr(self._s, table), key, _MISSING)
+            return 1
         return 0
 
 
-_THROTTLE_STAGE = 2
-_AUDIT_STAGE = 4
+#: The tables a purge goes through, in order (as the store's attributes), then the trail.
+_STAGES = ("challenges", "sessions", "devices", "throttles", "users", "audit")
 
 
 def _order(key: str | ThrottleKey) -> str:
@@ -391,6 +399,7 @@ class InMemoryStore:
         self.members: dict[str, set[str]] = {}
         self.challenges: dict[str, LoginChallenge] = {}
         self.sessions: dict[str, SessionRecord] = {}
+        self.devices: dict[str, RememberedDevice] = {}
         self.throttles: dict[ThrottleKey, ThrottleState] = {}
         #: Every audit event with its position (R76), oldest first.
         self.audit: list[tuple[int, AuditEvent]] = []

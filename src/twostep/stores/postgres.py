@@ -33,6 +33,7 @@ from .._audit_pages import AuditQuery
 from .._domain import (
     Account,
     LoginChallenge,
+    RememberedDevice,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -48,6 +49,7 @@ from ._sql import (
     ACCOUNT_COLUMNS,
     AUDIT_COLUMNS,
     CHALLENGE_COLUMNS,
+    DEVICE_COLUMNS,
     SESSION_COLUMNS,
     THROTTLE_COLUMNS,
     USER_COLUMNS,
@@ -81,6 +83,7 @@ def _upsert(table: str, columns: str) -> str:
 _PUT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS)
 _PUT_CHALLENGE = _upsert("challenges", CHALLENGE_COLUMNS)
 _PUT_SESSION = _upsert("sessions", SESSION_COLUMNS)
+_PUT_DEVICE = _upsert("remembered_devices", DEVICE_COLUMNS)
 _PUT_THROTTLE = _upsert("throttles", THROTTLE_COLUMNS)
 # An inner join, so that a write transaction can lock the user and the account it
 # reads (PostgreSQL locks no row on the nullable side of an outer join).
@@ -185,6 +188,7 @@ class _Tx:
         # pages): a deletion, now and then, scans them.
         self._conn.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
         self._conn.execute("DELETE FROM challenges WHERE user_id = %s", (user_id,))
+        self.delete_devices_of(user_id)
         self.delete_throttle(ThrottleKey(ThrottleScope.USER, user_id))
         self._conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
 
@@ -254,6 +258,30 @@ class _Tx:
 
     def delete_session(self, token_hash: str) -> None:
         self._conn.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))
+
+    def get_device(self, token_hash: str) -> RememberedDevice | None:
+        row = self._one(
+            f"SELECT {DEVICE_COLUMNS} FROM remembered_devices WHERE token_hash = %s",
+            (token_hash,),
+        )
+        return None if row is None else _sql.device_of(row)
+
+    def put_device(self, device: RememberedDevice) -> None:
+        self._conn.execute(_PUT_DEVICE, _sql.device_row(device))
+
+    def devices_of(self, user_id: str) -> list[RememberedDevice]:
+        rows = self._all(
+            f"SELECT {DEVICE_COLUMNS} FROM remembered_devices WHERE user_id = %s "
+            "ORDER BY created_at, id",
+            (user_id,),
+        )
+        return [_sql.device_of(r) for r in rows]
+
+    def delete_device(self, token_hash: str) -> None:
+        self._conn.execute("DELETE FROM remembered_devices WHERE token_hash = %s", (token_hash,))
+
+    def delete_devices_of(self, user_id: str) -> None:
+        self._conn.execute("DELETE FROM remembered_devices WHERE user_id = %s", (user_id,))
 
     def _lock_throttle(self, stored: str) -> None:
         # FOR UPDATE on a counter that does not exist yet locks nothing, and two first

@@ -23,6 +23,7 @@ from .._audit_pages import AuditQuery
 from .._domain import (
     Account,
     LoginChallenge,
+    RememberedDevice,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -39,6 +40,7 @@ from ._sql import (
     ACCOUNT_COLUMNS,
     AUDIT_COLUMNS,
     CHALLENGE_COLUMNS,
+    DEVICE_COLUMNS,
     SESSION_COLUMNS,
     THROTTLE_COLUMNS,
     USER_COLUMNS,
@@ -89,6 +91,11 @@ _GET_SESSION_WITH_USER = (
 )
 _PUT_SESSION = (
     f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES ({_placeholders(SESSION_COLUMNS)})"
+)
+_GET_DEVICE = f"SELECT {DEVICE_COLUMNS} FROM remembered_devices WHERE token_hash = ?"
+_PUT_DEVICE = (
+    f"INSERT OR REPLACE INTO remembered_devices ({DEVICE_COLUMNS}) "
+    f"VALUES ({_placeholders(DEVICE_COLUMNS)})"
 )
 _GET_THROTTLE = f"SELECT {THROTTLE_COLUMNS} FROM throttles WHERE key = ?"
 _PUT_THROTTLE = (
@@ -200,6 +207,7 @@ class _Tx:
         # pages): a deletion, now and then, scans them.
         self._db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         self._db.execute("DELETE FROM challenges WHERE user_id = ?", (user_id,))
+        self.delete_devices_of(user_id)
         self._db.execute(
             "DELETE FROM throttles WHERE key = ?",
             (ThrottleKey(ThrottleScope.USER, user_id).stored,),
@@ -249,6 +257,27 @@ class _Tx:
 
     def delete_session(self, token_hash: str) -> None:
         self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    def get_device(self, token_hash: str) -> RememberedDevice | None:
+        row = self._one(_GET_DEVICE, (token_hash,))
+        return None if row is None else _sql.device_of(row)
+
+    def put_device(self, device: RememberedDevice) -> None:
+        self._db.execute(_PUT_DEVICE, _sql.device_row(device))
+
+    def devices_of(self, user_id: str) -> list[RememberedDevice]:
+        rows = self._db.execute(
+            f"SELECT {DEVICE_COLUMNS} FROM remembered_devices WHERE user_id = ? "
+            "ORDER BY created_at, id",
+            (user_id,),
+        ).fetchall()
+        return [_sql.device_of(r) for r in rows]
+
+    def delete_device(self, token_hash: str) -> None:
+        self._db.execute("DELETE FROM remembered_devices WHERE token_hash = ?", (token_hash,))
+
+    def delete_devices_of(self, user_id: str) -> None:
+        self._db.execute("DELETE FROM remembered_devices WHERE user_id = ?", (user_id,))
 
     def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
         stored = key.stored
