@@ -64,6 +64,10 @@ def expected(
         if not has_2fa:
             failed.add("two_factor_off")
         return result("R5")
+    if action is ts.Action.STEP_UP:  # R99: anyone with 2FA passes a code again
+        if not has_2fa:
+            failed.add("two_factor_off")
+        return result("R99")
     if action is ts.Action.REQUIRE_TWO_FACTOR:  # R20: owners alone
         if not is_owner:
             failed.add("owner_only")

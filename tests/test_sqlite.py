@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,6 +83,8 @@ THROTTLE = ThrottleState(ThrottleKey(ThrottleScope.USER, "u1"), 3, T0 + timedelt
 
 ACCOUNT = Account("a1", "Acme", T0, two_factor_required=True, session_generation=2)
 SESSION = SessionRecord("s" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 2, 4)
+#: Issued before the requirement went on (generation 1 < 2): revoked (R21).
+OLD_SESSION = SessionRecord("o" * 64, "u1", "a1", T0, T0 + timedelta(hours=12), 1, 4)
 
 
 def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True, old: bool = False) -> None:
@@ -117,13 +120,14 @@ def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True, old: bool = Fal
     tx.put_challenge(
         LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5), 2)
     )
-    if old:
-        tx._db.execute(
-            f"INSERT INTO sessions ({V1_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            _sql.session_row(SESSION)[:7],
-        )
-    else:
-        tx.put_session(SESSION)
+    for session in (SESSION, OLD_SESSION):
+        if old:
+            tx._db.execute(
+                f"INSERT INTO sessions ({V1_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                _sql.session_row(session)[:7],
+            )
+        else:
+            tx.put_session(session)
     if throttle:
         tx.put_throttle(THROTTLE)
     for event in EVENTS if audit else []:
@@ -262,10 +266,19 @@ def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
         assert tx.get_throttle(THROTTLE.key) == THROTTLE
         assert tx.audit_events("a1", 10) == _trail("a1")
         # Version 4's columns mean what the rows meant before them (R95, R96, R99): a
-        # requirement of everyone, no grace period, no second factor in the session.
-        assert tx.get_account("a1") == ACCOUNT
-        assert tx.get_session(SESSION.token_hash) == SESSION
+        # requirement of everyone, no grace period, no second factor in the session, and
+        # the members' generation where the one generation was.
+        assert tx.get_account("a1") == replace(ACCOUNT, members_generation=2)
+        assert tx.get_session(SESSION.token_hash) == replace(SESSION, members_generation=2)
+        old = tx.get_session(OLD_SESSION.token_hash)
+        account = tx.get_account("a1")
+        member = tx.get_user("u1")
     store.close()
+    # R21: a member's session revoked before the upgrade stays revoked after it.
+    assert old is not None
+    assert member is not None
+    with pytest.raises(ts.SessionInvalid, match="revoked"):
+        old.check_valid(T0, timedelta(hours=12), replace(member, role=Role.MEMBER), account)
 
     with sqlite3.connect(path) as db:
         assert _rows(db) == before
@@ -283,7 +296,10 @@ def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
             for table, columns in VERSION_4_COLUMNS.items()
         }
         assert db.execute("SELECT count(*) FROM remembered_devices").fetchone() == (0,)
-    assert added == {"accounts": {("everyone", None, None, None, 0)}, "sessions": {(0, None)}}
+    assert added == {
+        "accounts": {("everyone", None, None, None, 2)},
+        "sessions": {(2, None), (1, None)},
+    }
 
 
 @pytest.mark.parametrize("version", [1, 2, 3])

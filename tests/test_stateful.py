@@ -1,15 +1,24 @@
 """A stateful model of the rules: random sequences of the public operations, on both stores.
 
-Hypothesis drives logins, codes, enrolments, resets, the account requirement, logouts,
-the users' life (roles, deactivation, deletion, the list of users: R80-R84), passwords
-(changes and resets: R85-R87) and the clock for four users of one account (two owners,
-a manager, a member at first). The machine keeps its own model of what the rules allow
-(R1-R87, throttling included), checks that every refusal is the typed error the model
-predicts, and after every step checks the invariants:
+Hypothesis drives logins, codes, enrolments, resets, the account requirement and its
+grace period (R95), logouts, step-ups (R99), remembered devices (R98), the users' life
+(roles, deactivation, deletion, the list of users: R80-R84), passwords (changes and
+resets: R85-R87) and the clock for four users of one account (two owners, a manager, a
+member at first). The machine keeps its own model of what the rules allow (R1-R99,
+throttling included), checks that every refusal is the typed error the model predicts,
+and after every step checks the invariants:
 
-- nobody holds a valid session without 2FA while the account requires it (R3, R21);
+- nobody holds a valid session without 2FA while the account requires it, except inside
+  a live grace period, whose deadline the session reports (R3, R21, R95);
 - every session issued before the requirement was last turned on is dead (R21);
-- every stored session is exactly as valid as the model says (R21, R41, logout, expiry);
+- every stored session is exactly as valid as the model says (R21, R41, R95, R97, logout,
+  expiry), and knows when its user last passed a second factor in it (R99);
+- turning 2FA on ends the user's other sessions, never the one it was confirmed in (R97);
+- an owner's role, reset and email changes of users need a second factor passed in the
+  session within ``step_up_within`` when the owner has 2FA (R99);
+- a remembered device skips the code step only for its own user, while it lives, and
+  only under the generations it was made under (R98); the store holds exactly the
+  device rows the model holds;
 - no backup code is accepted twice (R5);
 - only owners ever changed the requirement, reset another user, changed a role,
   deactivated, reactivated or deleted a user (R20, R22, R41, R60, R80-R82);
@@ -26,7 +35,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +70,12 @@ OWNERS_CHANGES = (
     "user_deleted",
 )
 ROLE_CHOICES = (ts.Role.OWNER, ts.Role.MANAGER, ts.Role.MEMBER)
+#: Grace periods an owner grants with the requirement (R95); ``None``: none.
+GRACE_CHOICES = (None, timedelta(hours=1), timedelta(days=1))
+#: How long a device is remembered for (R98); ``None``: ``Settings.remember_device_for``.
+VALID_FOR_CHOICES = (None, timedelta(hours=1), timedelta(days=1))
+#: A device id no device has.
+UNKNOWN_DEVICE = "0123456789abcdef"
 _RANK = {ts.Role.OWNER: 0, ts.Role.MANAGER: 1, ts.Role.MEMBER: 2}
 
 picks = st.integers(min_value=0, max_value=1_000)
@@ -107,7 +122,8 @@ class ModelUser:
     backup: list[str] = field(default_factory=list)  # unused codes of the current set
     used: list[str] = field(default_factory=list)  # used codes of the current set
     old: list[str] = field(default_factory=list)  # codes of replaced sets
-    generation: int = 0  # moves on when an owner resets the user (R41)
+    # Moves on whenever every session of the user ends (R41, R81, R85, R86, R97, R80).
+    generation: int = 0
 
     def drop_two_factor(self) -> None:
         self.old += self.backup + self.used
@@ -142,7 +158,24 @@ class ModelSession:
     issued: datetime
     account_generation: int
     user_generation: int
+    second_factor_at: datetime | None = None  # when a code was last passed in it (R99)
     logged_out: bool = False
+
+
+@dataclass
+class ModelDevice:
+    """A remembered device (R98); ``gone`` once its row is deleted."""
+
+    token: str
+    device_id: str
+    user: str
+    label: str
+    created: datetime
+    expires: datetime
+    account_generation: int
+    user_generation: int
+    last_used: datetime | None = None
+    gone: bool = False
 
 
 def variant(code: str, pick: int) -> str:
@@ -157,7 +190,8 @@ class TwoStepMachine(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="twostep-stateful-"))
         self.store: ts.Store = (
-            ts.SQLiteStore(self.tmp / "twostep.db")
+            # NORMAL: the model is not about durability (test_store_faults.py checks FULL).
+            ts.SQLiteStore(self.tmp / "twostep.db", synchronous="NORMAL")
             if self.store_kind == "sqlite"
             else ts.InMemoryStore()
         )
@@ -184,7 +218,10 @@ class TwoStepMachine(RuleBasedStateMachine):
         self.reset_throttle = {n: ModelThrottle(SETTINGS.password_reset_throttle) for n in NAMES}
         self.passwords_made = 0
         self.required = False
+        self.required_since: datetime | None = None  # R95: when it was last turned on
+        self.grace: timedelta | None = None
         self.account_generation = 0
+        self.devices: list[ModelDevice] = []
         self.sessions: list[ModelSession] = []
         self.challenges: list[ModelChallenge] = []
         self.email_throttle = {n: ModelThrottle(SETTINGS.password_throttle) for n in NAMES}
@@ -254,24 +291,86 @@ class TwoStepMachine(RuleBasedStateMachine):
             or not self.users[s.user].active  # R81
         ):
             return "revoked"
-        if self.required and self.users[s.user].phone is None:
+        if not self.admitted(self.users[s.user]):
             return "two_factor_required"
         return None
 
-    def add_session(self, name: str, session: ts.Session) -> None:
-        assert session.user_id == self.users[name].user.id
+    def enroll_by(self, u: ModelUser) -> datetime | None:
+        """R95: the end of the user's grace period, as sessions and the status report it."""
+        if not self.required or self.grace is None or u.phone is not None:
+            return None
+        assert self.required_since is not None
+        return max(self.required_since, u.user.created_at) + self.grace
+
+    def admitted(self, u: ModelUser) -> bool:
+        """R3, R21, R95: 2FA, or not required, or inside a live grace period."""
+        if not self.required or u.phone is not None:
+            return True
+        deadline = self.enroll_by(u)
+        if deadline is None:
+            return False
+        assert self.grace is not None
+        return deadline - self.grace <= self.now < deadline
+
+    def needs_step_up(self, s: ModelSession) -> bool:
+        """R99: an owner with 2FA passed no code in ``s`` within ``step_up_within``."""
+        within = SETTINGS.step_up_within
+        assert within is not None
+        passed = s.second_factor_at
+        return self.users[s.user].phone is not None and (
+            passed is None or self.now - passed >= within
+        )
+
+    def stepped_up(self, s: ModelSession, call: Callable[..., object], *args: object) -> bool:
+        """Whether ``s`` may take a sensitive action; if not, checks the refusal (R99)."""
+        if not self.needs_step_up(s):
+            return True
+        self.expect(ts.StepUpRequired, call, s.token, *args, reason="step_up_required")
+        return False
+
+    def add_session(
+        self, name: str, session: ts.Session, second_factor_at: datetime | None = None
+    ) -> None:
+        u = self.users[name]
+        assert session.user_id == u.user.id
+        assert session.second_factor_at == second_factor_at  # R99
+        assert session.enroll_by == self.enroll_by(u)  # R95
         self.sessions.append(
             ModelSession(
                 session.token,
                 name,
                 self.now,
                 self.account_generation,
-                self.users[name].generation,
+                u.generation,
+                second_factor_at=second_factor_at,
             )
         )
 
+    def device_admits(self, d: ModelDevice, name: str) -> bool:
+        """R98: whether ``d`` stands in for the code of ``name`` now."""
+        u = self.users[name]
+        return (
+            not d.gone
+            and d.user == name
+            and u.phone is not None
+            and self.now < d.expires
+            and d.user_generation == u.generation
+            and d.account_generation == self.account_generation
+        )
+
+    def forget_devices(self, name: str) -> None:
+        """R98: the user's device rows are deleted."""
+        for d in self.devices:
+            if d.user == name:
+                d.gone = True
+
     def choose_session(self, pick: int) -> ModelSession:
-        """Mostly a session the model holds valid, sometimes any (dead ones must be refused)."""
+        """Mostly a session the model holds valid, sometimes any (dead ones must be refused).
+
+        A negative ``pick`` names a session from the newest (for the rules of several steps).
+        """
+        if pick < 0:
+            return self.sessions[pick]
         live = [s for s in self.sessions if self.session_error(s) is None]
         if live and pick % 5:
             return live[pick % len(live)]
@@ -299,7 +398,12 @@ class TwoStepMachine(RuleBasedStateMachine):
         """
         if name is not None:
             before = len(self.sessions)
-            self.login_all_the_way(name, "otp", wait=False)
+            # Now and then through a remembered device: a session without a code (R98, R99).
+            devices = [d for d in self.devices if d.user == name and not d.gone]
+            if devices and pick % 2:
+                self.log_in(name, devices[-1])
+            else:
+                self.login_all_the_way(name, "otp", wait=False)
             if len(self.sessions) > before:  # maybe another user's, whose code was asked
                 fresh = self.sessions[-1]
                 return fresh, self.users[fresh.user]
@@ -365,28 +469,49 @@ class TwoStepMachine(RuleBasedStateMachine):
 
     @rule(name=st.sampled_from(NAMES))
     def login(self, name: str) -> None:
+        self.log_in(name, None)
+
+    @precondition(lambda self: self.devices)
+    @rule(name=st.sampled_from(NAMES), pick=picks)
+    def login_with_device(self, name: str, pick: int) -> None:
+        """R98: a remembered device skips the code step, of its own user only."""
+        mine = [d for d in self.devices if d.user == name]
+        pool = mine if mine and pick % 4 else self.devices
+        self.log_in(name, pool[pick % len(pool)])
+
+    def log_in(self, name: str, device: ModelDevice | None) -> None:
         u = self.users[name]
         throttle = self.email_throttle[name]
+        token = None if device is None else device.token
+
+        def call(email: str) -> ts.LoginStep:
+            return self.service.login(email, u.password, device=token)
+
         if throttle.blocked(self.now):
-            self.expect(ts.Throttled, self.service.login, u.user.email, u.password)
+            self.expect(ts.Throttled, call, u.user.email)
             return
         if u.deleted or not u.active:  # R81, R82: like a wrong password
-            self.expect(ts.InvalidCredentials, self.service.login, u.user.email, u.password)
+            self.expect(ts.InvalidCredentials, call, u.user.email)
             throttle.fail(self.now)
             return
-        step = self.service.login(u.user.email.upper(), u.password)
+        step = call(u.user.email.upper())
         throttle.clear()
-        if u.phone is not None:  # R1
+        if u.phone is not None and device is not None and self.device_admits(device, name):
+            assert isinstance(step, ts.LoggedIn)  # R98: no code asked, none passed
+            device.last_used = self.now
+            self.add_session(name, step.session)
+        elif u.phone is not None:  # R1
             assert isinstance(step, ts.CodeRequired)
             expires = self.now + SETTINGS.challenge_ttl
             self.challenges.append(ModelChallenge(step.challenge, name, "code", expires))
-        elif self.required:  # R3
+        elif not self.admitted(u):  # R3: required, and no grace period left
             assert isinstance(step, ts.EnrollmentRequired)
             self.start_pending(u, step.enrollment)
             expires = self.now + SETTINGS.enrollment_ttl
             self.challenges.append(ModelChallenge(step.challenge, name, "enrollment", expires))
-        else:  # R2
+        else:  # R2; R95: inside a grace period, told its deadline
             assert isinstance(step, ts.LoggedIn)
+            assert step.enroll_by == self.enroll_by(u)
             self.add_session(name, step.session)
 
     @rule(name=st.sampled_from(NAMES), kind=st.sampled_from(CODE_KINDS), wait=st.booleans())
@@ -460,10 +585,11 @@ class TwoStepMachine(RuleBasedStateMachine):
         if c.kind == "enrollment":
             assert done.backup_codes is not None
             self.enrolled(u, done.backup_codes)
+            u.generation += 1  # R97: turning 2FA on ends the password-only sessions
         else:
             assert done.backup_codes is None
             self.code_used(u, code)
-        self.add_session(c.user, done.session)
+        self.add_session(c.user, done.session, second_factor_at=self.now)  # R99
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks)
@@ -487,6 +613,7 @@ class TwoStepMachine(RuleBasedStateMachine):
         assert status.backup_codes_remaining == len(u.backup)
         pending = u.pending_expires is not None and self.now < u.pending_expires
         assert status.enrollment_pending == pending
+        assert status.enroll_by == self.enroll_by(u)  # R95
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks)
@@ -525,8 +652,15 @@ class TwoStepMachine(RuleBasedStateMachine):
             self.expect(ts.InvalidCode, call, s.token, code, reason=refusal)
             throttle.fail(self.now)
             return
+        resetting = u.phone is not None  # R40: moving to a new phone
         self.enrolled(u, call(s.token, code))
         throttle.clear()
+        if resetting:  # no session ends; the remembered devices go (R98)
+            self.forget_devices(s.user)
+        else:  # R97: the user's other sessions end, this one goes on
+            u.generation += 1
+            s.user_generation = u.generation
+        s.second_factor_at = self.now  # R99: a code was just passed in it
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks)
@@ -535,17 +669,41 @@ class TwoStepMachine(RuleBasedStateMachine):
         self.begin_enrollment(pick)
         self.confirm_enrollment(pick, "otp")
 
+    @rule(pick=picks, name=ACTORS)
+    def reset_phone(self, pick: int, name: str | None) -> None:
+        """R40 in one step: begin moving to a new phone with a code, and confirm it."""
+        if name is not None:
+            before = len(self.sessions)
+            self.login_all_the_way(name, "otp", wait=True)
+            pick = -1 if len(self.sessions) > before else pick
+        if not self.sessions:
+            return
+        self.clock.advance(SETTINGS.totp_period)  # a fresh time step: the code is no replay
+        self.begin_reset(pick, "otp")
+        self.confirm_enrollment(pick, "otp")
+
     def with_code(
         self,
         pick: int,
         kind: str,
         call: Callable[[str, str], Any],
         allowed: Callable[[ModelUser], bool],
-    ) -> tuple[ModelUser, Any] | None:
-        """R5: an action that needs a current OTP or a backup code; ``None`` if refused."""
-        actor = self.acting(pick)
+        name: str | None = None,
+        *,
+        wait: bool = False,
+    ) -> tuple[ModelSession, ModelUser, Any] | None:
+        """R5: an action that needs a current OTP or a backup code; ``None`` if refused.
+
+        The actor is a fresh login of ``name`` if given; ``wait``: the code comes in the
+        next time step (else a code just used at that login is a replay, R4).
+        """
+        actor = self.acting_fresh(pick, name)
         if actor is None:
             return None
+        if wait:
+            self.clock.advance(SETTINGS.totp_period)
+            if self.session_error(actor[0]) is not None:
+                return None
         s, u = actor
         if not allowed(u):
             self.expect(ts.NotAllowed, call, s.token, "123456")
@@ -562,7 +720,7 @@ class TwoStepMachine(RuleBasedStateMachine):
         result = call(s.token, code)
         throttle.clear()
         self.code_used(u, code)
-        return u, result
+        return s, u, result
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
@@ -575,7 +733,9 @@ class TwoStepMachine(RuleBasedStateMachine):
             lambda u: not self.required and u.phone is not None,
         )
         if done is not None:
-            done[0].drop_two_factor()
+            s, u, _ = done
+            u.drop_two_factor()
+            self.forget_devices(s.user)  # R98: their rows go
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
@@ -585,7 +745,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             pick, kind, self.service.begin_reset, lambda u: self.required and u.phone is not None
         )
         if done is not None:
-            self.start_pending(*done)
+            self.start_pending(done[1], done[2])
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
@@ -594,28 +754,163 @@ class TwoStepMachine(RuleBasedStateMachine):
             pick, kind, self.service.regenerate_backup_codes, lambda u: u.phone is not None
         )
         if done is not None:
-            u, codes = done
+            _, u, codes = done
             assert len(codes) == SETTINGS.backup_code_count
             u.old += u.backup + u.used
             u.backup, u.used = list(codes), []
 
-    # -- administration (R20-R22, R41, R50) -------------------------------------------------------
+    @rule(pick=picks, name=ACTORS, kind=st.sampled_from(CODE_KINDS), wait=st.booleans())
+    def step_up(self, pick: int, name: str | None, kind: str, *, wait: bool) -> None:
+        """R99: a code passed again in a session, through the checks and throttle of R4-R6.
 
-    @precondition(lambda self: self.sessions)
-    @rule(pick=picks, required=st.booleans())
-    def set_two_factor_required(self, pick: int, required: bool) -> None:
-        actor = self.acting(pick)
+        A user without 2FA has no code to pass: the library refuses any code as wrong
+        (``InvalidCode``, counted like any wrong code), as ``confirmed_code`` predicts.
+        """
+        done = self.with_code(pick, kind, self.service.step_up, lambda _: True, name, wait=wait)
+        if done is None:
+            return
+        s, u, session = done
+        assert u.phone is not None
+        assert (session.token, session.user_id) == (s.token, u.user.id)
+        assert session.second_factor_at == self.now
+        s.second_factor_at = self.now
+
+    # -- remembered devices (R98) ------------------------------------------------------------
+
+    @rule(name=st.sampled_from(NAMES), valid_for=st.sampled_from(VALID_FOR_CHOICES))
+    def enroll_and_remember(self, name: str, valid_for: timedelta | None) -> None:
+        """R97, R98 in one step: log in, turn 2FA on if off, remember the device, use it."""
+        before = len(self.sessions)
+        self.login_all_the_way(name, "otp", wait=True)
+        if len(self.sessions) == before:
+            return
+        name = self.sessions[-1].user  # maybe another user's, whose code was asked
+        if self.users[name].phone is None:
+            self.enroll(-1)
+        made = len(self.devices)
+        self.remember_device(-1, None, valid_for, labelled=True)
+        if len(self.devices) > made:
+            self.log_in(name, self.devices[-1])
+
+    @rule(
+        pick=picks,
+        actor_name=ACTORS,
+        valid_for=st.sampled_from(VALID_FOR_CHOICES),
+        labelled=st.booleans(),
+    )
+    def remember_device(
+        self, pick: int, actor_name: str | None, valid_for: timedelta | None, *, labelled: bool
+    ) -> None:
+        actor = self.acting_fresh(pick, actor_name)
         if actor is None:
             return
         s, u = actor
-        call = self.service.set_two_factor_required
-        if u.role is not ts.Role.OWNER:  # R20, R22
-            self.expect(ts.NotAllowed, call, s.token, required, reason="owner_only")
+        label = f"device {len(self.devices)}" if labelled else None
+
+        def call() -> ts.DeviceToken:
+            return self.service.remember_device(s.token, valid_for=valid_for, label=label)
+
+        if u.phone is None or s.second_factor_at is None:  # a code passed in it, at any time
+            self.expect(ts.NotAllowed, call, reason="no_second_factor_in_session")
             return
-        call(s.token, required)
+        device = call()
+        lifetime = SETTINGS.remember_device_for if valid_for is None else valid_for
+        assert device.expires_at == self.now + lifetime
+        assert device.token not in repr(device)
+        self.devices.append(
+            ModelDevice(
+                device.token,
+                device.device_id,
+                s.user,
+                label or "",
+                self.now,
+                device.expires_at,
+                self.account_generation,
+                u.generation,
+            )
+        )
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks)
+    def remembered_devices(self, pick: int) -> None:
+        """The user's devices that skip the code step now, oldest first."""
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, _ = actor
+        live = sorted(
+            (d for d in self.devices if self.device_admits(d, s.user)),
+            key=lambda d: (d.created, d.device_id),
+        )
+        assert self.service.remembered_devices(s.token) == [
+            ts.DeviceInfo(d.device_id, d.label, d.created, d.expires, d.last_used) for d in live
+        ]
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=picks)
+    def forget_device(self, pick: int) -> None:
+        """One row of the user's goes, valid or not; another's or an unknown id: ``False``."""
+        actor = self.acting(pick)
+        if actor is None:
+            return
+        s, _ = actor
+        mine = [d for d in self.devices if d.user == s.user and not d.gone]
+        pool = [d.device_id for d in (mine if mine and pick % 3 else self.devices)]
+        device_id = [*pool, UNKNOWN_DEVICE][pick % (len(pool) + 1)]
+        found = [d for d in mine if d.device_id == device_id]
+        assert self.service.forget_device(s.token, device_id) == bool(found)
+        for d in found:
+            d.gone = True
+
+    # -- administration (R20-R22, R41, R50) -------------------------------------------------------
+
+    @rule(
+        pick=picks,
+        actor_name=ACTORS,
+        required=st.booleans(),
+        grace=st.sampled_from(GRACE_CHOICES),
+    )
+    def set_two_factor_required(
+        self, pick: int, actor_name: str | None, grace: timedelta | None, *, required: bool
+    ) -> None:
+        actor = self.acting_fresh(pick, actor_name)
+        if actor is None:
+            return
+        s, u = actor
+
+        def call() -> None:
+            self.service.set_two_factor_required(s.token, required, grace_period=grace)
+
+        if u.role is not ts.Role.OWNER:  # R20, R22
+            self.expect(ts.NotAllowed, call, reason="owner_only")
+            return
+        call()
         if required and not self.required:  # R21: everyone is logged out
             self.account_generation += 1
+            self.required_since = self.now
+        # R95: each call states the whole requirement: a grace period is kept only if given.
+        self.grace = grace if required else None
+        if not required:
+            self.required_since = None
         self.required = required
+
+    @rule(
+        pick=picks,
+        actor_name=ACTORS,
+        grace=st.sampled_from(GRACE_CHOICES[1:]),
+        seconds=st.sampled_from([0, 1_800, 7_200]),
+        name=st.sampled_from(NAMES),
+    )
+    def require_with_grace(
+        self, pick: int, actor_name: str | None, grace: timedelta, seconds: int, name: str
+    ) -> None:
+        """R95 in one step: an owner requires 2FA with a grace period, a user logs in.
+
+        Time passes. Called again, it changes only the grace period, maybe ending it at once.
+        """
+        self.set_two_factor_required(pick, actor_name, grace, required=True)
+        self.login(name)
+        self.clock.advance(seconds)
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks, victim_name=st.sampled_from(NAMES))
@@ -632,9 +927,11 @@ class TwoStepMachine(RuleBasedStateMachine):
         if u.role is not ts.Role.OWNER or s.user == victim_name:  # R41
             self.expect(ts.NotAllowed, call, s.token, victim.user.id)
             return
+        if not self.stepped_up(s, call, victim.user.id):  # R99
+            return
         call(s.token, victim.user.id)
         victim.drop_two_factor()
-        victim.generation += 1
+        victim.generation += 1  # their sessions and remembered devices end
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks)
@@ -704,6 +1001,8 @@ class TwoStepMachine(RuleBasedStateMachine):
         if checked is None:
             return
         s, target = checked
+        if not self.stepped_up(s, call, target.user.id, role):  # R99
+            return
         if role is target.role:
             self.unchanged(call, s.token, target.user.id, role)
             return
@@ -716,6 +1015,26 @@ class TwoStepMachine(RuleBasedStateMachine):
         target.role = role
         if role is ts.Role.OWNER:
             self.owner_ids.add(target.user.id)
+
+    @rule(pick=picks, actor_name=ACTORS, target_name=st.sampled_from(NAMES))
+    def set_email(self, pick: int, actor_name: str | None, target_name: str) -> None:
+        """R89, R99: an owner sets another's email to the one it is, to reach each refusal.
+
+        The recent second factor is asked for before "nothing to change" is found.
+        """
+        call = self.service.set_email
+        email = self.users[target_name].user.email
+        checked = self.owners_change(pick, actor_name, target_name, call, email)
+        if checked is None:
+            return
+        s, target = checked
+        if target is self.users[s.user]:
+            self.expect(
+                ts.NotAllowed, call, s.token, target.user.id, email, reason="target_is_self"
+            )
+            return
+        if self.stepped_up(s, call, target.user.id, email):
+            self.unchanged(call, s.token, target.user.id, email)
 
     @rule(pick=picks, role=st.sampled_from(ROLE_CHOICES[1:]))
     def owner_steps_down(self, pick: int, role: ts.Role) -> None:
@@ -769,8 +1088,10 @@ class TwoStepMachine(RuleBasedStateMachine):
             self.expect(ts.NotAllowed, call, s.token, target.user.id, reason="last_owner")
             return
         call(s.token, target.user.id)
-        # R82: the row, sessions, challenges and code throttle go; email counters stay.
+        # R82: the row, sessions, challenges, devices and code throttle go; email counters
+        # stay.
         target.deleted = True
+        self.forget_devices(target_name)
         for session in self.sessions:
             if session.user == target_name:
                 session.logged_out = True
@@ -899,9 +1220,9 @@ class TwoStepMachine(RuleBasedStateMachine):
             code_throttle.clear()
             self.code_used(u, code)
         u.password = new
-        u.generation += 1  # every session ends, the one used included
+        u.generation += 1  # every session and remembered device ends, the one used included
         self.end_logins_under_way(s.user)
-        self.add_session(s.user, session)
+        self.add_session(s.user, session, second_factor_at=self.now if two_factor else None)
 
     @rule(name=st.sampled_from(NAMES))
     def begin_password_reset(self, name: str) -> None:
@@ -970,6 +1291,8 @@ class TwoStepMachine(RuleBasedStateMachine):
             for s in self.sessions
             if not s.logged_out and self.now >= s.issued + SETTINGS.session_ttl
         ]
+        # R98: a device row goes once it expires, not before, however dead it is.
+        dead_devices = [d for d in self.devices if not d.gone and self.now >= d.expires]
         # R11: an enrolment that expired unconfirmed loses its secret, nothing else.
         lapsed = [
             u
@@ -995,6 +1318,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             len(dead_challenges)
             + len(dead_resets)
             + len(dead_sessions)
+            + len(dead_devices)
             + len(lapsed)
             + len(dead_throttles)
         )
@@ -1002,6 +1326,8 @@ class TwoStepMachine(RuleBasedStateMachine):
             c.gone = True
         for s in dead_sessions:
             s.logged_out = True
+        for d in dead_devices:
+            d.gone = True
         for u in lapsed:
             u.pending, u.pending_expires = None, None
         for t in dead_throttles:
@@ -1047,10 +1373,15 @@ class TwoStepMachine(RuleBasedStateMachine):
             if error is not None:
                 self.expect(ts.SessionInvalid, self.service.check_session, s.token, reason=error)
                 continue
+            u = self.users[s.user]
             session = self.service.check_session(s.token)
-            assert session.user_id == self.users[s.user].user.id
-            if self.required:  # R3/R21: no valid session without 2FA while required
-                assert session.two_factor_enabled
+            assert session.user_id == u.user.id
+            assert session.second_factor_at == s.second_factor_at  # R99
+            assert session.enroll_by == self.enroll_by(u)  # R95
+            if self.required:  # R3/R21: no session without 2FA while required, but in grace
+                assert session.two_factor_enabled or (
+                    session.enroll_by is not None and self.now < session.enroll_by
+                )
 
     @invariant()
     def the_store_agrees_on_who_has_2fa(self) -> None:
@@ -1058,8 +1389,14 @@ class TwoStepMachine(RuleBasedStateMachine):
             account = tx.get_account(self.account.id)
             assert account is not None
             assert account.two_factor_required == self.required
-            for u in self.users.values():
+            assert (account.grace_period, account.required_since) == (
+                self.grace,
+                self.required_since,
+            )
+            for name, u in self.users.items():
                 stored = tx.get_user(u.user.id)
+                devices = {d.device_id for d in self.devices if d.user == name and not d.gone}
+                assert {d.id for d in tx.devices_of(u.user.id)} == devices  # R98
                 if u.deleted:  # R82: the row is gone, and so is the email
                     assert stored is None
                     assert tx.find_user_by_email(u.user.email_key) is None

@@ -21,6 +21,7 @@ class Action(enum.StrEnum):
     DISABLE = "disable"
     RESET_SELF = "reset_self"
     REGENERATE_BACKUP_CODES = "regenerate_backup_codes"
+    STEP_UP = "step_up"
     REQUIRE_TWO_FACTOR = "require_two_factor"
     ALLOW_WITHOUT_TWO_FACTOR = "allow_without_two_factor"
     RESET_OTHER = "reset_other"
@@ -66,6 +67,7 @@ POLICY: dict[Action, Rule] = {
     # has made 2FA optional meanwhile, since the user keeps 2FA either way.
     Action.CONFIRM_RESET: Rule("R40", ANYONE, actor_has_two_factor=True),
     Action.REGENERATE_BACKUP_CODES: Rule("R5", ANYONE, actor_has_two_factor=True),
+    Action.STEP_UP: Rule("R99", ANYONE, actor_has_two_factor=True),
     Action.REQUIRE_TWO_FACTOR: Rule("R20", OWNERS),
     Action.ALLOW_WITHOUT_TWO_FACTOR: Rule("R22", OWNERS),
     Action.RESET_OTHER: Rule("R41", OWNERS, targets_other=True, step_up=True),

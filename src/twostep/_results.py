@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from ._domain import Role
+from ._domain import RequiredOf, Role
 from ._provisioning import Enrollment
 
 __all__ = [
@@ -174,6 +174,8 @@ class UserOverview:
     two_factor_enabled: bool
     backup_codes_remaining: int
     active: bool = True  # False: deactivated (R81)
+    #: R95: the end of the user's grace period, while 2FA is due and off.
+    enroll_by: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +186,6 @@ class AccountOverview:
     name: str
     two_factor_required: bool
     users: tuple[UserOverview, ...]
+    #: Whom the requirement covers (R96) and its grace period (R95).
+    required_of: RequiredOf = RequiredOf.EVERYONE
+    grace_period: timedelta | None = None

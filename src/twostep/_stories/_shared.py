@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from .._audit import AuditAction, Outcome
 from .._codes import new_secret, seal_totp_key, secret_key
-from .._domain import User
+from .._domain import Account, User
 from .._errors import NotAllowed, StepUpRequired
 from .._policy import POLICY, Action, enforce
 from .._provisioning import Enrollment, provisioning_uri
+from .._results import UserOverview
 from .._sessions import Actor
 from .._unit_of_work import Context, KeepAndRaise, Work
 
-__all__ = ["allow", "new_enrollment"]
+__all__ = ["allow", "new_enrollment", "user_overview"]
 
 
 def allow(
@@ -61,3 +62,16 @@ def new_enrollment(context: Context, w: Work, user: User) -> tuple[User, Enrollm
     )
     sealed = seal_totp_key(context.cipher, user.id, secret_key(secret))
     return user.begin_enrollment(sealed, expires), enrollment
+
+
+def user_overview(u: User, account: Account) -> UserOverview:
+    """A user as administration lists them (R50, R83), with their grace deadline (R95)."""
+    return UserOverview(
+        user_id=u.id,
+        email=u.email,
+        role=u.role,
+        two_factor_enabled=u.two_factor.enabled,
+        backup_codes_remaining=u.backup_codes_remaining,
+        active=u.active,
+        enroll_by=account.enroll_by(u),
+    )

@@ -13,10 +13,10 @@ from .._audit import AuditAction, AuditEvent, Outcome
 from .._domain import Account, RequiredOf, Role, User, email_key
 from .._errors import InvalidInput, UnknownAccount, UnknownUser
 from .._policy import Action
-from .._results import AccountOverview, UserOverview
+from .._results import AccountOverview
 from .._sessions import authenticate
 from .._unit_of_work import Context, KeepAndRaise, Work
-from ._shared import allow
+from ._shared import allow, user_overview
 
 if TYPE_CHECKING:
     from .._audit_pages import AuditPage, AuditQuery
@@ -149,19 +149,16 @@ def two_factor_overview(context: Context, session: object) -> AccountOverview:
     with context.work() as w:  # a refusal is recorded, so this one may write
         actor = authenticate(w, context.settings, session)
         allow(w, Action.VIEW_OVERVIEW, actor, audit_as=AuditAction.OVERVIEW_VIEWED)
-        users = tuple(
-            UserOverview(
-                user_id=u.id,
-                email=u.email,
-                role=u.role,
-                two_factor_enabled=u.two_factor.enabled,
-                backup_codes_remaining=u.backup_codes_remaining,
-                active=u.active,
-            )
-            for u in w.tx.users_of(actor.account.id)
-        )
         account = actor.account
-        return AccountOverview(account.id, account.name, account.two_factor_required, users)
+        users = tuple(user_overview(u, account) for u in w.tx.users_of(account.id))
+        return AccountOverview(
+            account.id,
+            account.name,
+            account.two_factor_required,
+            users,
+            required_of=account.required_of,
+            grace_period=account.grace_period,
+        )
 
 
 def audit_trail(context: Context, session: object, limit: int) -> list[AuditEvent]:

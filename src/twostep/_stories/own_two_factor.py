@@ -145,6 +145,7 @@ def step_up(context: Context, session: object, code: object) -> Session:
 
     def load(w: Work) -> CodeAttempt:
         actor = authenticate(w, context.settings, session)
+        allow(w, Action.STEP_UP, actor, audit_as=AuditAction.STEP_UP)
         records.append(actor.record)
         return CodeAttempt(
             user=actor.user,

@@ -19,10 +19,9 @@ from .._audit import AuditAction, Outcome
 from .._domain import Role, User
 from .._errors import InvalidInput, NotAllowed, UnknownUser
 from .._policy import Action
-from .._results import UserOverview
 from .._sessions import Actor, authenticate
 from .._unit_of_work import Context, KeepAndRaise, Work
-from ._shared import allow
+from ._shared import allow, user_overview
 
 if TYPE_CHECKING:
     from .._user_pages import UserPage
@@ -44,11 +43,16 @@ def set_role(context: Context, session: object, user_id: object, role: object) -
         allow(w, Action.SET_ROLE, actor, audit_as=audit_as, target=target)
         if new_role == target.role:
             return
+        changed = replace(target, role=new_role)
         demoted = _RANK[new_role] > _RANK[target.role]
+        # R96: a promotion that brings the user under the requirement ends their
+        # sessions, as turning the requirement on would have.
+        covered = actor.account.covers(changed) and not actor.account.covers(target)
         if target.role is Role.OWNER:
             _keep_an_owner(w, actor, target, audit_as, "R80")
-        generation = target.session_generation + 1 if demoted else target.session_generation
-        w.tx.put_user(replace(target, role=new_role, session_generation=generation))
+        if demoted or covered:
+            changed = replace(changed, session_generation=target.session_generation + 1)
+        w.tx.put_user(changed)
         w.audit(
             audit_as,
             Outcome.SUCCESS,
@@ -151,19 +155,8 @@ def list_users(
     page = found[:page_size]
     last = page[-1] if len(found) > page_size else None
     return UserPage(
-        tuple(_overview(u) for u in page),
+        tuple(user_overview(u, actor.account) for u in page),
         None if last is None else cursor_after(last.created_at, last.id),
-    )
-
-
-def _overview(u: User) -> UserOverview:
-    return UserOverview(
-        user_id=u.id,
-        email=u.email,
-        role=u.role,
-        two_factor_enabled=u.two_factor.enabled,
-        backup_codes_remaining=u.backup_codes_remaining,
-        active=u.active,
     )
 
 

@@ -275,6 +275,10 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
             "ALTER TABLE accounts ADD COLUMN members_generation {bigint} NOT NULL DEFAULT 0",
             "ALTER TABLE sessions ADD COLUMN members_generation {bigint} NOT NULL DEFAULT 0",
             "ALTER TABLE sessions ADD COLUMN second_factor_at {bigint}",
+            # Members now answer to members_generation alone: it starts where the one
+            # generation was, so that a session revoked before stays revoked.
+            "UPDATE accounts SET members_generation = session_generation",
+            "UPDATE sessions SET members_generation = account_generation",
             """CREATE TABLE remembered_devices (
                 token_hash TEXT PRIMARY KEY,
                 id TEXT NOT NULL,
