@@ -1,17 +1,18 @@
 """A stateful model of the rules: random sequences of the public operations, on both stores.
 
-Hypothesis drives logins, codes, enrolments, resets, the account requirement and its
-grace period (R95), logouts, step-ups (R99), remembered devices (R98), the users' life
-(roles, deactivation, deletion, the list of users: R80-R84), passwords (changes and
-resets: R85-R87) and the clock for four users of one account (two owners, a manager, a
-member at first). The machine keeps its own model of what the rules allow (R1-R99,
-throttling included), checks that every refusal is the typed error the model predicts,
-and after every step checks the invariants:
+Hypothesis drives logins, codes, enrolments, resets, the account requirement with its
+grace period and whom it covers (R95, R96), logouts, step-ups (R99), remembered devices
+(R98), the users' life (roles, deactivation, deletion, the list of users: R80-R84),
+passwords (changes and resets: R85-R87) and the clock for four users of one account (two
+owners, a manager, a member at first). The machine keeps its own model of what the rules
+allow (R1-R99, throttling included), checks that every refusal is the typed error the
+model predicts, and after every step checks the invariants:
 
-- nobody holds a valid session without 2FA while the account requires it, except inside
-  a live grace period, whose deadline the session reports (R3, R21, R95);
-- every session issued before the requirement was last turned on is dead (R21);
-- every stored session is exactly as valid as the model says (R21, R41, R95, R97, logout,
+- nobody holds a valid session without 2FA while the requirement covers them, except
+  inside a live grace period, whose deadline the session reports (R3, R21, R95, R96);
+- every session issued before the requirement last began to cover its user is dead (R21,
+  R96);
+- every stored session is exactly as valid as the model says (R21, R41, R95-R97, logout,
   expiry), and knows when its user last passed a second factor in it (R99);
 - turning 2FA on ends the user's other sessions, never the one it was confirmed in (R97);
 - an owner's role, reset and email changes of users need a second factor passed in the
@@ -70,6 +71,10 @@ OWNERS_CHANGES = (
     "user_deleted",
 )
 ROLE_CHOICES = (ts.Role.OWNER, ts.Role.MANAGER, ts.Role.MEMBER)
+#: The roles an ``admins`` requirement covers (R96).
+ADMIN_ROLES = (ts.Role.OWNER, ts.Role.MANAGER)
+#: Whom the requirement covers (R96).
+OF_CHOICES = (ts.RequiredOf.EVERYONE, ts.RequiredOf.ADMINS)
 #: Grace periods an owner grants with the requirement (R95); ``None``: none.
 GRACE_CHOICES = (None, timedelta(hours=1), timedelta(days=1))
 #: How long a device is remembered for (R98); ``None``: ``Settings.remember_device_for``.
@@ -157,6 +162,7 @@ class ModelSession:
     user: str
     issued: datetime
     account_generation: int
+    members_generation: int
     user_generation: int
     second_factor_at: datetime | None = None  # when a code was last passed in it (R99)
     logged_out: bool = False
@@ -173,6 +179,7 @@ class ModelDevice:
     created: datetime
     expires: datetime
     account_generation: int
+    members_generation: int
     user_generation: int
     last_used: datetime | None = None
     gone: bool = False
@@ -218,9 +225,14 @@ class TwoStepMachine(RuleBasedStateMachine):
         self.reset_throttle = {n: ModelThrottle(SETTINGS.password_reset_throttle) for n in NAMES}
         self.passwords_made = 0
         self.required = False
-        self.required_since: datetime | None = None  # R95: when it was last turned on
+        self.of = ts.RequiredOf.EVERYONE  # R96: whom it covers
+        # R95: when it began to cover owners and managers, and members.
+        self.required_since: datetime | None = None
+        self.members_required_since: datetime | None = None
         self.grace: timedelta | None = None
+        # R21, R96: moves on to end every session (owners' and managers'), members'.
         self.account_generation = 0
+        self.members_generation = 0
         self.devices: list[ModelDevice] = []
         self.sessions: list[ModelSession] = []
         self.challenges: list[ModelChallenge] = []
@@ -286,7 +298,7 @@ class TwoStepMachine(RuleBasedStateMachine):
         if self.now >= s.issued + SETTINGS.session_ttl:
             return "expired"
         if (
-            s.account_generation != self.account_generation
+            not self.current(s.user, s.account_generation, s.members_generation)
             or s.user_generation != self.users[s.user].generation
             or not self.users[s.user].active  # R81
         ):
@@ -295,16 +307,34 @@ class TwoStepMachine(RuleBasedStateMachine):
             return "two_factor_required"
         return None
 
+    def current(self, name: str, account_generation: int, members_generation: int) -> bool:
+        """R21, R96: whether a session or device made under these generations may live.
+
+        Owners and managers answer to the account's generation, members to theirs.
+        """
+        if self.users[name].role in ADMIN_ROLES:
+            return account_generation == self.account_generation
+        return members_generation == self.members_generation
+
+    def covers(self, u: ModelUser) -> bool:
+        """R20, R96: whether the requirement applies to the user."""
+        return self.required and (self.of is ts.RequiredOf.EVERYONE or u.role in ADMIN_ROLES)
+
     def enroll_by(self, u: ModelUser) -> datetime | None:
-        """R95: the end of the user's grace period, as sessions and the status report it."""
-        if not self.required or self.grace is None or u.phone is not None:
+        """R95: the end of the user's grace period, as sessions and the status report it.
+
+        From the later of when the requirement began to cover the user's role and the
+        user's creation, never from a promotion (R96).
+        """
+        if not self.covers(u) or self.grace is None or u.phone is not None:
             return None
-        assert self.required_since is not None
-        return max(self.required_since, u.user.created_at) + self.grace
+        since = self.required_since if u.role in ADMIN_ROLES else self.members_required_since
+        assert since is not None
+        return max(since, u.user.created_at) + self.grace
 
     def admitted(self, u: ModelUser) -> bool:
-        """R3, R21, R95: 2FA, or not required, or inside a live grace period."""
-        if not self.required or u.phone is not None:
+        """R3, R21, R95, R96: 2FA, or not covered, or inside a live grace period."""
+        if not self.covers(u) or u.phone is not None:
             return True
         deadline = self.enroll_by(u)
         if deadline is None:
@@ -341,6 +371,7 @@ class TwoStepMachine(RuleBasedStateMachine):
                 name,
                 self.now,
                 self.account_generation,
+                self.members_generation,
                 u.generation,
                 second_factor_at=second_factor_at,
             )
@@ -355,7 +386,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             and u.phone is not None
             and self.now < d.expires
             and d.user_generation == u.generation
-            and d.account_generation == self.account_generation
+            and self.current(name, d.account_generation, d.members_generation)
         )
 
     def forget_devices(self, name: str) -> None:
@@ -609,7 +640,7 @@ class TwoStepMachine(RuleBasedStateMachine):
         s, u = actor
         status = self.service.two_factor_status(s.token)
         assert status.enabled == (u.phone is not None)
-        assert status.required_by_account == self.required
+        assert status.required_by_account == self.covers(u)  # R96
         assert status.backup_codes_remaining == len(u.backup)
         pending = u.pending_expires is not None and self.now < u.pending_expires
         assert status.enrollment_pending == pending
@@ -730,7 +761,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             pick,
             kind,
             self.service.disable_two_factor,
-            lambda u: not self.required and u.phone is not None,
+            lambda u: not self.covers(u) and u.phone is not None,
         )
         if done is not None:
             s, u, _ = done
@@ -740,9 +771,10 @@ class TwoStepMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sessions)
     @rule(pick=picks, kind=st.sampled_from(CODE_KINDS))
     def begin_reset(self, pick: int, kind: str) -> None:
-        # R40: only when the account requires 2FA; the old device works until confirmed.
+        # R40: only when the requirement covers the user; the old device works until
+        # confirmed.
         done = self.with_code(
-            pick, kind, self.service.begin_reset, lambda u: self.required and u.phone is not None
+            pick, kind, self.service.begin_reset, lambda u: self.covers(u) and u.phone is not None
         )
         if done is not None:
             self.start_pending(done[1], done[2])
@@ -763,14 +795,14 @@ class TwoStepMachine(RuleBasedStateMachine):
     def step_up(self, pick: int, name: str | None, kind: str, *, wait: bool) -> None:
         """R99: a code passed again in a session, through the checks and throttle of R4-R6.
 
-        A user without 2FA has no code to pass: the library refuses any code as wrong
-        (``InvalidCode``, counted like any wrong code), as ``confirmed_code`` predicts.
+        A user without 2FA has no code to pass: refused before any code is counted.
         """
-        done = self.with_code(pick, kind, self.service.step_up, lambda _: True, name, wait=wait)
+        done = self.with_code(
+            pick, kind, self.service.step_up, lambda u: u.phone is not None, name, wait=wait
+        )
         if done is None:
             return
         s, u, session = done
-        assert u.phone is not None
         assert (session.token, session.user_id) == (s.token, u.user.id)
         assert session.second_factor_at == self.now
         s.second_factor_at = self.now
@@ -826,6 +858,7 @@ class TwoStepMachine(RuleBasedStateMachine):
                 self.now,
                 device.expires_at,
                 self.account_generation,
+                self.members_generation,
                 u.generation,
             )
         )
@@ -869,29 +902,48 @@ class TwoStepMachine(RuleBasedStateMachine):
         actor_name=ACTORS,
         required=st.booleans(),
         grace=st.sampled_from(GRACE_CHOICES),
+        of=st.sampled_from(OF_CHOICES),
     )
     def set_two_factor_required(
-        self, pick: int, actor_name: str | None, grace: timedelta | None, *, required: bool
+        self,
+        pick: int,
+        actor_name: str | None,
+        grace: timedelta | None,
+        of: ts.RequiredOf,
+        *,
+        required: bool,
     ) -> None:
         actor = self.acting_fresh(pick, actor_name)
         if actor is None:
             return
         s, u = actor
+        everyone = of is ts.RequiredOf.EVERYONE
 
         def call() -> None:
-            self.service.set_two_factor_required(s.token, required, grace_period=grace)
+            chosen = of if pick % 2 else of.value
+            self.service.set_two_factor_required(s.token, required, of=chosen, grace_period=grace)
 
         if u.role is not ts.Role.OWNER:  # R20, R22
             self.expect(ts.NotAllowed, call, reason="owner_only")
             return
         call()
-        if required and not self.required:  # R21: everyone is logged out
+        # R95: each call states the whole requirement: a grace period is kept only if given.
+        if not required:
+            self.of, self.grace = ts.RequiredOf.EVERYONE, None
+            self.required_since = self.members_required_since = None
+        elif not self.required:  # R21, R96: everyone it covers is logged out
             self.account_generation += 1
             self.required_since = self.now
-        # R95: each call states the whole requirement: a grace period is kept only if given.
-        self.grace = grace if required else None
-        if not required:
-            self.required_since = None
+            if everyone:
+                self.members_generation += 1
+                self.members_required_since = self.now
+        elif everyone and self.of is ts.RequiredOf.ADMINS:  # R96: widened, members out
+            self.members_generation += 1
+            self.members_required_since = self.now
+        elif not everyone:  # R96: narrowed (or kept) to admins: nobody is logged out
+            self.members_required_since = None
+        if required:
+            self.of, self.grace = of, grace
         self.required = required
 
     @rule(
@@ -908,9 +960,35 @@ class TwoStepMachine(RuleBasedStateMachine):
 
         Time passes. Called again, it changes only the grace period, maybe ending it at once.
         """
-        self.set_two_factor_required(pick, actor_name, grace, required=True)
+        of = OF_CHOICES[pick % 3 // 2]  # mostly of everyone
+        self.set_two_factor_required(pick, actor_name, grace, of, required=True)
         self.login(name)
         self.clock.advance(seconds)
+
+    @rule(
+        pick=picks,
+        grace=st.sampled_from(GRACE_CHOICES),
+        name=st.sampled_from(NAMES),
+        then=st.sampled_from(("widen", "promote", "login")),
+    )
+    def require_of_admins(self, pick: int, grace: timedelta | None, name: str, then: str) -> None:
+        """R96 in one step: an owner requires 2FA of admins only, then more happens.
+
+        Then the owner widens it to everyone, or promotes a member to manager; the user
+        logs in.
+        """
+        owners = [n for n, u in self.users.items() if u in self.active_owners()]
+        owner = owners[pick % len(owners)]
+        self.set_two_factor_required(pick, owner, grace, ts.RequiredOf.ADMINS, required=True)
+        self.clock.advance(SETTINGS.totp_period)  # the owner's next code is no replay
+        if then == "widen":
+            everyone = ts.RequiredOf.EVERYONE
+            self.set_two_factor_required(pick, owner, grace, everyone, required=True)
+        elif then == "promote":  # a member, if there is one
+            members = [n for n in NAMES if self.users[n].role is ts.Role.MEMBER]
+            name = members[pick % len(members)] if members else name
+            self.set_role(pick, owner, name, ts.Role.MANAGER)
+        self.login(name)
 
     @precondition(lambda self: self.sessions)
     @rule(pick=picks, victim_name=st.sampled_from(NAMES))
@@ -945,6 +1023,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             return
         overview = self.service.two_factor_overview(s.token)
         assert overview.two_factor_required == self.required
+        assert (overview.required_of, overview.grace_period) == (self.of, self.grace)
         seen = {row.user_id: row for row in overview.users}
         assert set(seen) == {u.user.id for u in self.present()}
         for user_id, row in seen.items():
@@ -952,6 +1031,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             assert row.two_factor_enabled == (model.phone is not None)
             assert row.backup_codes_remaining == len(model.backup)
             assert (row.role, row.active) == (model.role, model.active)
+            assert row.enroll_by == self.enroll_by(model)  # R95
 
     # -- the users' life (R80-R84) ---------------------------------------------------------------
 
@@ -1010,9 +1090,13 @@ class TwoStepMachine(RuleBasedStateMachine):
             self.expect(ts.NotAllowed, call, s.token, target.user.id, role, reason="last_owner")
             return
         call(s.token, target.user.id, role.value if pick % 2 else role)
-        if _RANK[role] > _RANK[target.role]:  # a demotion ends every session of the user
-            target.generation += 1
+        covered_before = self.covers(target)
+        demoted = _RANK[role] > _RANK[target.role]
         target.role = role
+        # A demotion ends every session of the user; so does a promotion that brings
+        # them under the requirement (R96), as turning it on would have.
+        if demoted or (self.covers(target) and not covered_before):
+            target.generation += 1
         if role is ts.Role.OWNER:
             self.owner_ids.add(target.user.id)
 
@@ -1368,8 +1452,12 @@ class TwoStepMachine(RuleBasedStateMachine):
     def sessions_are_exactly_as_valid_as_the_model_says(self) -> None:
         for s in self.sessions:
             error = self.session_error(s)
-            if s.account_generation < self.account_generation:
-                assert error is not None  # R21: issued before the requirement went on
+            if self.users[s.user].role in ADMIN_ROLES:
+                before = s.account_generation < self.account_generation
+            else:
+                before = s.members_generation < self.members_generation
+            if before:  # R21, R96: issued before the requirement began to cover its user
+                assert error is not None
             if error is not None:
                 self.expect(ts.SessionInvalid, self.service.check_session, s.token, reason=error)
                 continue
@@ -1378,7 +1466,7 @@ class TwoStepMachine(RuleBasedStateMachine):
             assert session.user_id == u.user.id
             assert session.second_factor_at == s.second_factor_at  # R99
             assert session.enroll_by == self.enroll_by(u)  # R95
-            if self.required:  # R3/R21: no session without 2FA while required, but in grace
+            if self.covers(u):  # R3/R21: no session without 2FA while required, but in grace
                 assert session.two_factor_enabled or (
                     session.enroll_by is not None and self.now < session.enroll_by
                 )
@@ -1389,9 +1477,10 @@ class TwoStepMachine(RuleBasedStateMachine):
             account = tx.get_account(self.account.id)
             assert account is not None
             assert account.two_factor_required == self.required
-            assert (account.grace_period, account.required_since) == (
-                self.grace,
+            assert (account.required_of, account.grace_period) == (self.of, self.grace)
+            assert (account.required_since, account.members_required_since) == (
                 self.required_since,
+                self.members_required_since,
             )
             for name, u in self.users.items():
                 stored = tx.get_user(u.user.id)
