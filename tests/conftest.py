@@ -121,6 +121,8 @@ def store_snapshot(store: ts.Store, *, skip: tuple[str, ...] = ()) -> dict[str, 
             "sessions": dict(store.sessions),
             "devices": dict(store.devices),
             "throttles": dict(store.throttles),
+            "security_keys": dict(store.security_keys),
+            "credentials": dict(store.credentials),
             "audit": [event for _, event in store.audit],  # without positions, as SQL rows
         }
     elif isinstance(store, ts.SQLiteStore):

@@ -1,4 +1,4 @@
-"""Exactly-once under concurrency: many workers race on one database (R4, R5, R6, R21).
+"""Exactly-once under concurrency: many workers race on one database (R4-R6, R21, R103).
 
 Each race runs on SQLite (a file) and PostgreSQL, with threads sharing one store
 (one app server) and with separate processes that each open their own store from
@@ -27,6 +27,8 @@ import twostep as ts
 from twostep._domain import ThrottleKey, ThrottleScope
 from twostep.testing import FAST, ManualClock, Phone
 
+from .authenticator import ORIGIN, RP_ID, SoftKey
+
 WORKERS = 8
 THREAD_ROUNDS = 40
 PROCESS_ROUNDS = 15
@@ -43,6 +45,7 @@ SETTINGS = replace(
     enrollment_ttl=timedelta(days=1),
     session_ttl=timedelta(days=365),
 )
+PASSKEYS = ts.PasskeySettings(rp_id=RP_ID, origin=ORIGIN)
 ARTIFACT = Path(__file__).resolve().parent.parent / "test-artifacts" / "race-counts.txt"
 
 #: One call of a ``TwoStep`` method: (name, positional args, keyword args); picklable.
@@ -121,6 +124,7 @@ def _serve(
         clock=clock,
         settings=SETTINGS,
         cipher=ts.AESGCMKeyring.from_string(key_line),
+        passkeys=PASSKEYS,
     )
     conn.send("ready")
     while (message := conn.recv()) is not None:
@@ -273,6 +277,7 @@ def arena(request: pytest.FixtureRequest, database: tuple[str, str, str]) -> Ite
         clock=clock,
         settings=SETTINGS,
         cipher=ts.AESGCMKeyring.from_string(key_line),
+        passkeys=PASSKEYS,
     )
     racers: Racers
     if mode == "threads":
@@ -310,6 +315,49 @@ def test_r4_same_otp_on_many_challenges_logs_in_exactly_once(arena: Arena) -> No
         arena.record("same_otp", outcomes)
         assert len(_ok(outcomes)) == 1, outcomes
         assert _errors(outcomes) == {"InvalidCode": WORKERS - 1}, outcomes
+
+
+def test_r103_one_assertion_sent_many_times_logs_in_exactly_once(arena: Arena) -> None:  # R103
+    account = arena.service.create_account("key race")
+    user = arena.new_user(account)
+    key = SoftKey()
+    session = arena.session(user)
+    created = key.create(arena.service.begin_security_key_registration(session))
+    arena.service.finish_security_key_registration(session, created, "Key")
+    for _ in range(arena.rounds):
+        step = arena.service.login(user.email, PASSWORD)
+        assert isinstance(step, ts.CodeRequired)
+        assertion = key.get(arena.service.security_key_login_options(step))
+        call = ("complete_login_with_security_key", (step.challenge, assertion), {})
+        outcomes = arena.race([call] * WORKERS)
+        arena.record("same_assertion", outcomes)
+        assert len(_ok(outcomes)) == 1, outcomes
+        assert _errors(outcomes) == {"ChallengeExpired": WORKERS - 1}, outcomes
+
+
+def test_r104_one_counter_value_on_many_challenges_logs_in_once(arena: Arena) -> None:  # R104
+    account = arena.service.create_account("counter race")
+    user = arena.new_user(account)
+    key = SoftKey()
+    session = arena.session(user)
+    created = key.create(arena.service.begin_security_key_registration(session))
+    arena.service.finish_security_key_registration(session, created, "Key")
+    for round_ in range(arena.rounds):
+        # Right assertions, each for its own login, all with the same counter value:
+        # only one may pass, or the counter would not have grown for the others.
+        steps = [arena.service.login(user.email, PASSWORD) for _ in range(WORKERS)]
+        count = round_ + 2
+        calls: list[Call] = []
+        for step in steps:
+            assert isinstance(step, ts.CodeRequired)
+            options = arena.service.security_key_login_options(step)
+            assertion = key.get(options, sign_count=count)
+            calls.append(("complete_login_with_security_key", (step.challenge, assertion), {}))
+        outcomes = arena.race(calls)
+        arena.record("same_sign_count", outcomes)
+        assert len(_ok(outcomes)) == 1, outcomes
+        assert _errors(outcomes) == {"InvalidCode": WORKERS - 1}, outcomes
+        assert {o[2] for o in outcomes if o[0] == "error"} == {"sign_count"}, outcomes
 
 
 def test_r5_same_backup_code_on_many_challenges_logs_in_exactly_once(arena: Arena) -> None:  # R5

@@ -34,6 +34,7 @@ operation on SQLite with fewer examples.
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 import sqlite3
 import string
@@ -55,7 +56,10 @@ import twostep._codes
 from twostep._domain import ThrottleState
 from twostep.testing import FAST, ManualClock, Phone
 
+from .authenticator import ORIGIN, RP_ID, SoftKey
 from .conftest import PASSWORD, store_snapshot
+
+PASSKEYS = ts.PasskeySettings(rp_id=RP_ID, origin=ORIGIN)
 
 #: Parameters of every public operation; a leading ``*`` marks a keyword that may be left out,
 #: a leading ``=`` a keyword that must be given.
@@ -79,6 +83,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "begin_reset": ("session", "code"),
     "regenerate_backup_codes": ("session", "code"),
     "step_up": ("session", "code"),
+    "step_up_with_security_key": ("session", "assertion"),
     "remember_device": ("session", "*valid_for", "*label"),
     "remembered_devices": ("session",),
     "forget_device": ("session", "device_id"),
@@ -105,6 +110,13 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "list_users": ("session", "*limit", "*cursor", "*role", "*two_factor", "*active"),
     "purge_expired": (),
     "reseal_secrets": ("*batch", "*progress"),
+    "security_key_login_options": ("challenge",),
+    "complete_login_with_security_key": ("challenge", "assertion", "*client"),
+    "begin_security_key_registration": ("session",),
+    "finish_security_key_registration": ("session", "credential", "name"),
+    "list_security_keys": ("session",),
+    "begin_security_key_check": ("session",),
+    "remove_security_key": ("session", "key_id", "*code", "*assertion"),
 }
 
 MB = 2**20
@@ -203,6 +215,10 @@ REFS = [
     "blocked_challenge",
     "blocked_email",
     "blocked_otp",
+    "key_id",
+    "key_assertion",
+    "check_assertion",
+    "registration",
 ]
 
 anything = st.one_of(
@@ -320,6 +336,21 @@ FITTING: dict[str, st.SearchStrategy[object]] = {
     "outcome": st.sampled_from([*ts.Outcome, "THROTTLED", "ok"]),
     "two_factor": st.sampled_from([True, False, None, 1, "yes"]),
     "active": st.sampled_from([True, False, None, 0, "no"]),
+    "key_id": st.one_of(
+        refs("key_id", "owner_id"), st.text(alphabet="0123456789abcdef", max_size=32)
+    ),
+    "assertion": st.one_of(
+        refs("key_assertion", "check_assertion"),
+        st.sampled_from(["{}", "[]", "null", '{"id": "AA", "rawId": "AA", "type": "public-key"}']),
+        st.builds(
+            json.dumps,
+            st.dictionaries(
+                st.sampled_from(["id", "rawId", "type", "response"]),
+                st.one_of(st.text(max_size=20), st.just({"clientDataJSON": "e30"})),
+            ),
+        ),
+    ),
+    "credential": st.one_of(refs("registration"), st.sampled_from(["{}", '{"response": {}}'])),
     "since": st.one_of(st.datetimes(timezones=st.just(UTC)), st.datetimes()),
     "until": st.one_of(st.datetimes(timezones=st.just(UTC)), st.datetimes()),
 }
@@ -339,11 +370,15 @@ class Template:
 def populate(store: ts.Store, keyring: ts.AESGCMKeyring) -> Template:
     """Two accounts, with a user in every state.
 
-    The owner and the member have 2FA, the manager an enrolment pending, the member a
-    login waiting for its code; a fourth user is throttled (email and codes).
+    The owner and the member have 2FA, the member a security key too, the manager an
+    enrolment pending, the member a login waiting for its code (and an assertion of the
+    key for it), a key check and a key registration waiting; a fourth user is throttled
+    (email and codes).
     """
     clock = ManualClock()
-    service = ts.TwoStep(store, issuer="Acme", clock=clock, settings=FAST, cipher=keyring)
+    service = ts.TwoStep(
+        store, issuer="Acme", clock=clock, settings=FAST, cipher=keyring, passkeys=PASSKEYS
+    )
     account = service.create_account("Acme")
     other = service.create_account("Other")
     owner = service.create_user(account.id, "owner@acme.test", PASSWORD, ts.Role.OWNER)
@@ -365,6 +400,9 @@ def populate(store: ts.Store, keyring: ts.AESGCMKeyring) -> Template:
     manager_session = session(manager)
     owner_phone, owner_codes = enroll(owner_session)
     member_phone, member_codes = enroll(member_session)
+    key = SoftKey()
+    created = key.create(service.begin_security_key_registration(member_session))
+    key_info = service.finish_security_key_registration(member_session, created, "Key")
     pending = Phone(service.begin_enrollment(manager_session).secret, clock)
     blocked_session = session(blocked)
     blocked_phone, _ = enroll(blocked_session)
@@ -374,6 +412,9 @@ def populate(store: ts.Store, keyring: ts.AESGCMKeyring) -> Template:
     clock.advance(30)
     challenge = service.login(member.email, PASSWORD)
     assert isinstance(challenge, ts.CodeRequired)
+    key_assertion = key.get(service.security_key_login_options(challenge))
+    check_assertion = key.get(service.begin_security_key_check(member_session))
+    registration = SoftKey().create(service.begin_security_key_registration(member_session))
     blocked_challenge = service.login(blocked.email, PASSWORD)
     assert isinstance(blocked_challenge, ts.CodeRequired)
     window = {blocked_phone.code(offset_steps=o) for o in range(-2, 3)}
@@ -430,6 +471,10 @@ def populate(store: ts.Store, keyring: ts.AESGCMKeyring) -> Template:
         "blocked_challenge": blocked_challenge.challenge,
         "blocked_email": blocked.email,
         "blocked_otp": blocked_phone.code(),
+        "key_id": key_info.id,
+        "key_assertion": key_assertion,
+        "check_assertion": check_assertion,
+        "registration": registration,
     }
     assert set(refs) == set(REFS)
     return Template(store, keyring, clock.now(), refs)
@@ -437,7 +482,16 @@ def populate(store: ts.Store, keyring: ts.AESGCMKeyring) -> Template:
 
 def clone_memory(source: ts.InMemoryStore) -> ts.InMemoryStore:
     copy = ts.InMemoryStore()
-    for name in ("accounts", "users", "emails", "challenges", "sessions", "throttles"):
+    for name in (
+        "accounts",
+        "users",
+        "emails",
+        "challenges",
+        "sessions",
+        "throttles",
+        "security_keys",
+        "credentials",
+    ):
         setattr(copy, name, dict(getattr(source, name)))
     copy.members = {k: set(v) for k, v in source.members.items()}
     copy.audit = list(source.audit)
@@ -577,6 +631,7 @@ def call_with(templates: Templates, kind: str, operation: str, values: list[obje
             clock=ManualClock(template.now),
             settings=FAST,
             cipher=template.keyring,
+            passkeys=PASSKEYS,
         )
         args: list[object] = []
         kwargs: dict[str, object] = {}
@@ -731,5 +786,25 @@ def test_the_template_world_is_what_the_fuzz_assumes(templates: Templates) -> No
             assert all(u.two_factor_enabled for u in overview.users)
             codes = service.regenerate_backup_codes(refs["member_token"], refs["backup_upper"])
             assert len(codes) == FAST.backup_code_count
+        finally:
+            store.close()
+        store = fresh_store(templates, kind)
+        try:  # the security key's values are real too (R101-R106)
+            service = ts.TwoStep(
+                store,
+                issuer="Acme",
+                clock=ManualClock(template.now),
+                settings=FAST,
+                cipher=template.keyring,
+                passkeys=PASSKEYS,
+            )
+            token = refs["challenge_token"]
+            done = service.complete_login_with_security_key(token, refs["key_assertion"])
+            assert done.session.user_id == refs["member_id"]
+            member = refs["member_token"]
+            service.finish_security_key_registration(member, refs["registration"], "Other")
+            proof = refs["check_assertion"]
+            service.remove_security_key(member, refs["key_id"], assertion=proof)
+            assert [k.name for k in service.list_security_keys(member)] == ["Other"]
         finally:
             store.close()

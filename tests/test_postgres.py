@@ -302,7 +302,7 @@ def test_migrating_from_version_2_keeps_every_row(dsn: str) -> None:
     with pytest.raises(ts.StoreError, match="twostep migrate"):
         PostgresStore(dsn, migrate=False)
     store = PostgresStore(dsn)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     with store.transaction(write=False) as tx:
         assert tx.get_throttle(key) == throttle
         found = tx.audit_page("a1", AuditQuery(10))
@@ -320,3 +320,35 @@ def test_migrating_from_version_2_keeps_every_row(dsn: str) -> None:
         ]
         indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'audit'")
         assert "audit_throttled" in {row[0] for row in indexes}
+
+
+def test_migrating_from_version_4_gives_every_user_no_security_key(dsn: str) -> None:
+    # Version 5 (R100-R109) adds the users' count of security keys in place, and their
+    # table: a user of version 4 has no key, and keeps every other value.
+    old_columns = ", ".join(_sql.USER_COLUMNS.split(", ")[:17])
+    user = _user("u1", "a@example.test")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE twostep_schema_version ("
+            "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, statements in MIGRATIONS[:4]:
+            for statement in POSTGRES.statements(statements):
+                conn.execute(statement.encode())
+            conn.execute("INSERT INTO twostep_schema_version (version) VALUES (%s)", (version,))
+        conn.execute(
+            "INSERT INTO accounts (id, name, created_at, two_factor_required, "
+            "session_generation) VALUES ('a1', 'Acme', 0, 0, 0)"
+        )
+        conn.execute(
+            f"INSERT INTO users ({old_columns}) VALUES ({', '.join(['%s'] * 17)})".encode(),  # noqa: S608
+            _sql.user_row(user)[:17],
+        )
+    with pytest.raises(ts.StoreError, match="twostep migrate"):
+        PostgresStore(dsn, migrate=False)
+    store = PostgresStore(dsn)
+    assert store.schema_version() == SCHEMA_VERSION == 5
+    with store.transaction(write=False) as tx:
+        assert tx.get_user("u1") == user
+        assert tx.security_keys_of("u1") == []
+    store.close()

@@ -38,13 +38,18 @@ T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 #: The columns every version since 1 has, as it was made (later columns are checked apart).
 V1_THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at"
 V1_AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason"
+V1_USER_COLUMNS = (
+    "id, account_id, email, email_key, role, password_hash, created_at, active, "
+    "totp_secret, last_step, enabled_at, pending_secret, pending_expires_at, "
+    "backup_salt, backup_digests, backup_used, session_generation"
+)
 V1_ACCOUNT_COLUMNS = "id, name, created_at, two_factor_required, session_generation"
 V1_SESSION_COLUMNS = (
     "token_hash, user_id, account_id, issued_at, expires_at, account_generation, user_generation"
 )
 COLUMNS = {
     "accounts": V1_ACCOUNT_COLUMNS,
-    "users": _sql.USER_COLUMNS,
+    "users": V1_USER_COLUMNS,
     "challenges": _sql.CHALLENGE_COLUMNS,
     "sessions": V1_SESSION_COLUMNS,
     "throttles": V1_THROTTLE_COLUMNS,
@@ -60,6 +65,8 @@ VERSION_4_COLUMNS = {
     "members_generation",
     "sessions": "members_generation, second_factor_at",
 }
+#: What version 5 added (R102): the users' count of security keys.
+VERSION_5_COLUMNS = {"users": "security_keys"}
 
 
 def _rows(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
@@ -96,27 +103,32 @@ def _fill(tx: _Tx, *, audit: bool = True, throttle: bool = True, old: bool = Fal
         )
     else:
         tx.put_account(ACCOUNT)
-    tx.add_user(
-        User(
-            id="u1",
-            account_id="a1",
-            email="Ann@Example.com",
-            role=Role.OWNER,
-            password_hash="$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA",
-            created_at=T0,
-            two_factor=TwoFactorState(
-                secret="v1.k.sealed",
-                last_step=58_000_000,
-                enabled_at=T0,
-                pending_secret="v1.k.pending",
-                pending_expires_at=T0 + timedelta(minutes=10),
-            ),
-            backup_codes=BackupCodeSet(
-                salt=b"s" * 16, digests=(b"d" * 32, b"e" * 32), used=(True, False)
-            ),
-            session_generation=4,
-        )
+    user = User(
+        id="u1",
+        account_id="a1",
+        email="Ann@Example.com",
+        role=Role.OWNER,
+        password_hash="$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA",
+        created_at=T0,
+        two_factor=TwoFactorState(
+            secret="v1.k.sealed",
+            last_step=58_000_000,
+            enabled_at=T0,
+            pending_secret="v1.k.pending",
+            pending_expires_at=T0 + timedelta(minutes=10),
+        ),
+        backup_codes=BackupCodeSet(
+            salt=b"s" * 16, digests=(b"d" * 32, b"e" * 32), used=(True, False)
+        ),
+        session_generation=4,
     )
+    if old:
+        tx._db.execute(
+            f"INSERT INTO users ({V1_USER_COLUMNS}) VALUES ({', '.join('?' * 17)})",  # noqa: S608
+            _sql.user_row(user)[:17],
+        )
+    else:
+        tx.add_user(user)
     tx.put_challenge(
         LoginChallenge("c" * 64, "u1", ChallengeKind.CODE, T0, T0 + timedelta(minutes=5), 2)
     )
@@ -210,7 +222,7 @@ def test_migrating_from_version_1_keeps_every_row(tmp_path: Path) -> None:
     with pytest.raises(ts.StoreError, match="schema version 1"):
         ts.SQLiteStore(path, migrate=False)  # never migrated behind the operator's back
     store = ts.SQLiteStore(path)
-    assert store.schema_version() == _migrations.SCHEMA_VERSION == 4
+    assert store.schema_version() == _migrations.SCHEMA_VERSION == 5
     store.close()
 
     with sqlite3.connect(path) as db:
@@ -302,7 +314,36 @@ def test_migrating_from_version_2_keeps_every_row(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+def test_migrating_from_version_4_keeps_every_row(tmp_path: Path) -> None:
+    # Version 5 (R100-R109) adds the users' count of security keys in place, 0 for every
+    # user (nobody had a key), and an empty table of keys.
+    path = tmp_path / "old.db"
+    _old_database(path, 4)
+    with sqlite3.connect(path) as db:
+        before = _rows(db)
+    assert all(before.values())
+    with pytest.raises(ts.StoreError, match="schema version 4"):
+        ts.SQLiteStore(path, migrate=False)
+    store = ts.SQLiteStore(path)
+    assert store.schema_version() == _migrations.SCHEMA_VERSION == 5
+    with store.transaction(write=False) as tx:
+        user = tx.get_user("u1")
+        assert tx.security_keys_of("u1") == []
+    store.close()
+    assert user is not None
+    assert (user.security_keys, user.has_second_factor) == (0, True)
+    with sqlite3.connect(path) as db:
+        assert _rows(db) == before
+        added = {
+            table: set(db.execute(f"SELECT {columns} FROM {table}"))  # noqa: S608
+            for table, columns in VERSION_5_COLUMNS.items()
+        }
+        keys = db.execute("SELECT count(*) FROM security_keys").fetchone()
+    assert added == {"users": {(0,)}}
+    assert keys == (0,)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_a_database_made_at_the_current_version_has_the_same_layout_as_a_migrated_one(
     tmp_path: Path, version: int
 ) -> None:

@@ -22,6 +22,7 @@ from twostep._domain import (
     ChallengeKind,
     LoginChallenge,
     RememberedDevice,
+    SecurityKey,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -82,6 +83,7 @@ def full_user(user_id: str = "u1", email: str = "Full.User@Example.test") -> ts.
             used=(False, True, False, False, False, False, False, False, True, False),
         ),
         session_generation=7,
+        security_keys=2,
     )
 
 
@@ -1271,3 +1273,118 @@ def test_r130_each_purge_batch_looks_at_no_more_rows_than_its_limit(
         assert [tx.get_session(f"t{i}".ljust(64, "x")) is None for i in range(7)] == [True] * 4 + [
             False
         ] * 3
+
+
+# -- security keys (R100-R109) ------------------------------------------------------------------
+
+
+def security_key(key_id: str, user_id: str = "u1", **changes: object) -> SecurityKey:
+    base = SecurityKey(
+        id=key_id,
+        user_id=user_id,
+        name=f"Key {key_id}",
+        credential_id=f"cred-{key_id}",
+        public_key=secrets.token_bytes(77),
+        sign_count=0,
+        transports=("nfc", "usb"),
+        created_at=T0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_r101_security_keys_round_trip_in_creation_order(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    later = security_key("k1", created_at=T0 + timedelta(seconds=1), transports=())
+    first = security_key("k2", sign_count=2**40, last_used_at=T0 + timedelta(microseconds=3))
+    theirs = security_key("k3", user_id="u2")
+    with contract_store.transaction() as tx:
+        for key in (later, first, theirs):
+            tx.add_security_key(key)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.security_keys_of("u1") == [first, later]
+        assert tx.security_keys_of("u2") == [theirs]
+        assert tx.security_keys_of("nobody") == []
+        assert tx.find_security_key("cred-k2") == first
+        assert tx.find_security_key("cred-k3") == theirs
+        assert tx.find_security_key("cred-k9") is None
+    assert "cred-k2" not in repr(first)  # R108: no credential material in a repr
+    assert repr(first.public_key) not in repr(first)
+
+
+def test_r104_put_security_key_records_its_use(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    key = security_key("k1")
+    with contract_store.transaction() as tx:
+        tx.add_security_key(key)
+    used = key.used(7, T0 + timedelta(minutes=1))
+    with contract_store.transaction() as tx:
+        tx.put_security_key(used)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.find_security_key(key.credential_id) == used
+    assert used.sign_count == 7
+
+
+def test_r106_security_keys_are_deleted_one_or_all(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    keys = [security_key("k1"), security_key("k2"), security_key("k3", user_id="u2")]
+    with contract_store.transaction() as tx:
+        for key in keys:
+            tx.add_security_key(key)
+    with contract_store.transaction() as tx:
+        tx.delete_security_key("k1")
+        tx.delete_security_key("nothing")  # no error
+    with contract_store.transaction() as tx:
+        assert tx.security_keys_of("u1") == [keys[1]]
+        assert tx.find_security_key("cred-k1") is None
+        tx.delete_security_keys_of("u1")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.security_keys_of("u1") == []
+        assert tx.security_keys_of("u2") == [keys[2]]
+
+
+def test_r101_a_rolled_back_key_change_is_undone(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    key = security_key("k1")
+    with contract_store.transaction() as tx:
+        tx.add_security_key(key)
+
+    def change(tx: ts.Transaction) -> None:
+        tx.add_security_key(security_key("k2"))
+        tx.put_security_key(key.used(3, T0))
+        tx.delete_security_keys_of("u1")
+
+    with pytest.raises(Boom):
+        abort_after(contract_store, change)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.security_keys_of("u1") == [key]
+        assert tx.find_security_key("cred-k2") is None
+
+
+def test_r82_delete_user_removes_their_security_keys(contract_store: ts.Store) -> None:
+    seed(contract_store, user("u1", "a@example.test"), user("u2", "b@example.test"))
+    with contract_store.transaction() as tx:
+        tx.add_security_key(security_key("k1"))
+        tx.add_security_key(security_key("k2", user_id="u2"))
+    with contract_store.transaction() as tx:
+        tx.delete_user("u1")
+    with contract_store.transaction(write=False) as tx:
+        assert tx.security_keys_of("u1") == []
+        assert tx.find_security_key("cred-k1") is None
+        assert [k.id for k in tx.security_keys_of("u2")] == ["k2"]
+
+
+def test_r102_a_user_with_only_security_keys_lists_as_having_2fa(
+    contract_store: ts.Store,
+) -> None:
+    from twostep._user_pages import UserQuery
+
+    keyed = user("u1", "a@example.test", security_keys=1)
+    plain = user("u2", "b@example.test", created_at=T0 + timedelta(seconds=1))
+    seed(contract_store, keyed, plain)
+    with contract_store.transaction(write=False) as tx:
+        on = tx.users_in("acc1", UserQuery(limit=10, two_factor=True))
+        off = tx.users_in("acc1", UserQuery(limit=10, two_factor=False))
+    assert [u.id for u in on] == ["u1"]
+    assert [u.id for u in off] == ["u2"]
+    assert on[0].has_second_factor
+    assert on[0].second_factors == ("security_key",)

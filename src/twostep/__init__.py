@@ -42,15 +42,17 @@ from ._results import (
     LoggedIn,
     LoginStep,
     PasswordReset,
+    SecurityKeyInfo,
     Session,
     TwoFactorStatus,
     UserOverview,
 )
 from ._service import TwoStep
-from ._settings import Argon2Params, Settings, ThrottleSettings
+from ._settings import Argon2Params, PasskeySettings, Settings, ThrottleSettings
 from ._store import PurgeBatch, SealedKeyUse, SessionWithUser, Store, Transaction
 
 if TYPE_CHECKING:
+    from ._async import AsyncTwoStep
     from ._audit_pages import AuditPage, AuditQuery
     from ._user_pages import UserPage
     from .stores.memory import InMemoryStore
@@ -63,6 +65,7 @@ __all__ = [
     "AccountOverview",
     "Action",
     "Argon2Params",
+    "AsyncTwoStep",
     "AuditAction",
     "AuditEvent",
     "AuditPage",
@@ -86,6 +89,7 @@ __all__ = [
     "LoggedIn",
     "LoginStep",
     "PasswordReset",
+    "PasskeySettings",
     "NotAllowed",
     "PurgeBatch",
     "Outcome",
@@ -93,6 +97,7 @@ __all__ = [
     "Role",
     "SQLiteStore",
     "SealedKeyUse",
+    "SecurityKeyInfo",
     "Session",
     "SessionInvalid",
     "SessionWithUser",
@@ -125,6 +130,10 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # The stores load on first use (PEP 562), so that `import twostep` does not pay
     # for sqlite3 in a host that keeps its state elsewhere.
+    if name == "AsyncTwoStep":  # asyncio too loads on first use
+        from ._async import AsyncTwoStep
+
+        return AsyncTwoStep
     if name == "SQLiteStore":
         from .stores.sqlite import SQLiteStore
 

@@ -63,6 +63,11 @@ class AuditAction(enum.StrEnum):
     USER_REACTIVATED = "user_reactivated"  # an owner reactivated a user (R81)
     USER_DELETED = "user_deleted"  # an owner deleted a user (R82)
     USERS_LISTED = "users_listed"  # only refusals to list the users are recorded (R83)
+    # Security keys (R100-R109). A login with one is a ``login`` event with reason
+    # "security_key"; its refusals too (reason "wrong", "sign_count", ...). Events name
+    # the user; none holds a credential id or a public key.
+    SECURITY_KEY_REGISTERED = "security_key_registered"  # a user added a key (R101)
+    SECURITY_KEY_REMOVED = "security_key_removed"  # a user removed one of their keys (R106)
     # A user passed a code again in their session, for a sensitive action (R99).
     STEP_UP = "step_up"
     DEVICE_REMEMBERED = "device_remembered"  # a user's device skips the code step (R98)

@@ -1,7 +1,8 @@
-"""One path for every code (R1, R4-R6, R10, R31, R40, R5): :func:`present_code`.
+"""One path for every code (R1, R4-R6, R10, R31, R40, R5, R103): :func:`present_code`.
 
 Every operation that takes a code (login step 2, an enrolment's first code, turning 2FA
-off, starting a reset, new backup codes) goes through it, in this order:
+off, starting a reset, new backup codes) or a security key's assertion (login step 2,
+removing a key: a :class:`KeyProof`) goes through it, in this order:
 
 1. a malformed code is refused before any I/O;
 2. inside a write transaction, the caller loads who presents the code (a session or a
@@ -13,10 +14,11 @@ off, starting a reset, new backup codes) goes through it, in this order:
 5. the code is checked; a wrong one is audited and its count stays, a right one is
    used (replay protection, R4/R5) and its count is taken back.
 
-An OTP that needs no new backup codes (the common login) does all of this in one
-transaction. Otherwise step 4 commits first, and the slow work follows outside any
-lock: a backup code's one Argon2 hash, then, only if the code is right, the new backup
-codes; step 5 then runs in a second transaction, which reloads everything.
+An OTP that needs no new backup codes (the common login), and an assertion (one
+signature checked), do all of this in one transaction. Otherwise step 4 commits first,
+and the slow work follows outside any lock: a backup code's one Argon2 hash, then, only
+if the code is right, the new backup codes; step 5 then runs in a second transaction,
+which reloads everything.
 """
 
 from __future__ import annotations
@@ -36,14 +38,22 @@ from ._codes import (
     open_totp_key,
     parse_code,
 )
-from ._domain import Account, BackupCodeSet, ChallengeKind, LoginChallenge, User
+from ._domain import Account, BackupCodeSet, ChallengeKind, LoginChallenge, SecurityKey, User
 from ._errors import InvalidCode, Throttled, TwoStepError
 from ._results import BackupCodes
 from ._settings import Settings
 from ._throttling import Counter, admit, blocked, settle, withdraw
 from ._unit_of_work import Context, KeepAndRaise, Work
 
-__all__ = ["Against", "CodeAttempt", "NewCodes", "Passed", "new_backup_codes", "present_code"]
+__all__ = [
+    "Against",
+    "CodeAttempt",
+    "KeyProof",
+    "NewCodes",
+    "Passed",
+    "new_backup_codes",
+    "present_code",
+]
 
 R = TypeVar("R")
 
@@ -86,10 +96,25 @@ class Passed(NamedTuple):
     new_codes: NewCodes | None
 
 
+class KeyProof(NamedTuple):
+    """A security key's assertion (R103), parsed and well formed, to check like a code.
+
+    ``credential_id`` names the key (base64url); ``verify`` checks the assertion's
+    signature, challenge, origin and relying party against a stored key, returning the
+    authenticator's new sign count, or raises :class:`InvalidCode`.
+    """
+
+    credential_id: str
+    verify: Callable[[SecurityKey], int]
+
+    def __repr__(self) -> str:
+        return "KeyProof(<hidden>)"
+
+
 class _Proof(NamedTuple):
     """A code, and for a backup code its digest under the salt of the user's set."""
 
-    code: ParsedCode
+    code: ParsedCode | KeyProof
     digest: bytes | None = None
     salt: bytes | None = None
 
@@ -109,17 +134,21 @@ def present_code(
 
     ``load`` runs inside each transaction: it finds the session or the challenge and
     asks the policy, raising a typed error otherwise. ``apply`` runs in the transaction
-    that used the code, and saves the user.
+    that used the code, and saves the user. A :class:`KeyProof` is checked in one
+    transaction; it never comes with new backup codes.
     """
-    parsed = parse_code(code, context.settings.totp_digits)
+    parsed = code if isinstance(code, KeyProof) else parse_code(code, context.settings.totp_digits)
     with context.work() as w:
         attempt = load(w)
-        one_pass = parsed.kind == CodeKind.OTP and not attempt.new_codes
+        one_pass = isinstance(parsed, KeyProof) or (
+            parsed.kind == CodeKind.OTP and not attempt.new_codes
+        )
         _admit(w, attempt, context.settings, count=not one_pass)
         if one_pass:
             passed = _check(context, w, attempt, _Proof(parsed), None, counted=False)
             return apply(w, attempt, passed)
     # Counted and committed: the slow work below runs outside any lock.
+    assert isinstance(parsed, ParsedCode)  # a KeyProof took one pass
     proof = _prove(context.settings, parsed, attempt.user)
     made = None
     if attempt.new_codes and _passes(context, attempt.user, attempt.against, proof):
@@ -175,6 +204,9 @@ def _check(
             lifetime = context.settings.enrollment_ttl
             confirmed = user.confirm_enrollment(step, made.stored, w.now, lifetime)
             passed = Passed(confirmed, "enrolled", made)
+        elif isinstance(proof.code, KeyProof):
+            _use_key(w, attempt, proof.code)
+            passed = Passed(user, "security_key", made)
         else:
             passed = Passed(_use_code(context, user, proof, w.now), _how(proof), made)
     except InvalidCode as wrong:
@@ -210,8 +242,18 @@ def _refuse(w: Work, attempt: CodeAttempt, refusal: TwoStepError) -> None:
     raise KeepAndRaise(refusal)
 
 
+def _use_key(w: Work, attempt: CodeAttempt, proof: KeyProof) -> None:
+    """R103/R104: a right assertion of one of the user's keys; its sign count recorded."""
+    key = w.tx.find_security_key(proof.credential_id)
+    if attempt.against is not Against.CONFIRMED or key is None or key.user_id != attempt.user.id:
+        msg = "the security key is not valid"
+        raise InvalidCode(msg, reason="wrong")
+    w.tx.put_security_key(key.used(proof.verify(key), w.now))
+
+
 def _how(proof: _Proof) -> str:
-    return "otp" if proof.code.kind == CodeKind.OTP else "backup_code"
+    code = proof.code
+    return "otp" if isinstance(code, ParsedCode) and code.kind == CodeKind.OTP else "backup_code"
 
 
 def _prove(settings: Settings, code: ParsedCode, user: User) -> _Proof:
@@ -240,9 +282,10 @@ def _use_code(context: Context, user: User, proof: _Proof, now: datetime) -> Use
     """R1/R4/R5: the user with the code used, if it is right for their confirmed 2FA."""
     state = user.two_factor
     codes = user.backup_codes
-    if proof.code.kind == CodeKind.OTP and state.secret is not None:
+    code = proof.code
+    if isinstance(code, ParsedCode) and code.kind == CodeKind.OTP and state.secret is not None:
         key = open_totp_key(context.cipher, user.id, state.secret)
-        step = matching_step(key, proof.code.value, now, context.settings)
+        step = matching_step(key, code.value, now, context.settings)
         if step is not None:
             return user.accept_step(step)
     # A digest made under another salt (the set was regenerated since) cannot match.
@@ -257,7 +300,7 @@ def _use_code(context: Context, user: User, proof: _Proof, now: datetime) -> Use
 def _pending_step(context: Context, user: User, proof: _Proof, now: datetime) -> int:
     """R10: the time step of a right code from the app being enrolled."""
     sealed = user.pending_secret(now, context.settings.enrollment_ttl)
-    if proof.code.kind == CodeKind.OTP:
+    if isinstance(proof.code, ParsedCode) and proof.code.kind == CodeKind.OTP:
         key = open_totp_key(context.cipher, user.id, sealed)
         step = matching_step(key, proof.code.value, now, context.settings)
         if step is not None:

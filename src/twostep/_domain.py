@@ -25,6 +25,7 @@ __all__ = [
     "RememberedDevice",
     "RequiredOf",
     "Role",
+    "SecurityKey",
     "SessionRecord",
     "ThrottleKey",
     "ThrottleScope",
@@ -244,15 +245,31 @@ class User:
     two_factor: TwoFactorState = TwoFactorState()
     backup_codes: BackupCodeSet | None = None
     session_generation: int = 0
+    #: How many security keys (WebAuthn) the user has (R102): kept on the user, so
+    #: that checking a session needs no other read.
+    security_keys: int = 0
+
+    @property
+    def has_second_factor(self) -> bool:
+        """Whether the user has a second factor: what the requirement asks for (R3).
+
+        An authenticator app, or at least one security key (R102).
+        """
+        return self.two_factor.enabled or self.security_keys > 0
+
+    @property
+    def second_factors(self) -> tuple[str, ...]:
+        """What the user can give at step 2: ``"totp"`` (app or backup code), ``"security_key"``."""
+        factors: tuple[str, ...] = ("totp",) if self.two_factor.enabled else ()
+        return (*factors, "security_key") if self.security_keys > 0 else factors
+
+    def with_security_keys(self, count: int) -> User:
+        """R101, R106: the number of security keys after one was added or removed."""
+        return replace(self, security_keys=count)
 
     @property
     def email_key(self) -> str:
         return email_key(self.email)
-
-    @property
-    def has_second_factor(self) -> bool:
-        """Whether the user has a second factor: what the requirement asks for (R3)."""
-        return self.two_factor.enabled
 
     @property
     def backup_codes_remaining(self) -> int:
@@ -296,7 +313,7 @@ class User:
         """
         secret = self.pending_secret(now, lifetime)
         state = TwoFactorState(secret=secret, last_step=step, enabled_at=now)
-        generation = self.session_generation + (0 if self.two_factor.enabled else 1)
+        generation = self.session_generation + (0 if self.has_second_factor else 1)
         return replace(self, two_factor=state, backup_codes=codes, session_generation=generation)
 
     def accept_step(self, step: int) -> User:
@@ -321,6 +338,7 @@ class User:
             state,
             self.backup_codes,
             self.session_generation,
+            self.security_keys,
         )
 
     def use_backup_code(self, index: int) -> User:
@@ -334,10 +352,17 @@ class User:
         return replace(self, backup_codes=codes)
 
     def without_two_factor(self, *, end_sessions: bool) -> User:
-        """R31/R41: secret, pending secret and backup codes are gone."""
+        """R31/R41/R107: secret, pending secret, backup codes and security keys are gone.
+
+        The caller deletes the keys themselves (``Transaction.delete_security_keys_of``).
+        """
         generation = self.session_generation + 1 if end_sessions else self.session_generation
         return replace(
-            self, two_factor=TwoFactorState(), backup_codes=None, session_generation=generation
+            self,
+            two_factor=TwoFactorState(),
+            backup_codes=None,
+            session_generation=generation,
+            security_keys=0,
         )
 
 
@@ -356,10 +381,46 @@ def email_key(email: str) -> str:
     return email.strip().casefold()
 
 
+@dataclass(frozen=True, slots=True)
+class SecurityKey:
+    """A security key (a WebAuthn credential) registered as a second factor (R101).
+
+    ``id`` is twostep's own id for it; ``credential_id`` (the authenticator's, as
+    base64url) and ``public_key`` (COSE) are left out of ``repr``. ``sign_count`` is
+    the authenticator's counter at its last use (0 for keys that keep none, R104).
+    """
+
+    id: str
+    user_id: str
+    name: str
+    credential_id: str = field(repr=False)
+    public_key: bytes = field(repr=False)
+    sign_count: int
+    transports: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+    def used(self, sign_count: int, now: datetime) -> SecurityKey:
+        """R104: the key after a verified assertion with this counter.
+
+        An authenticator that keeps a counter raises it at every use: a counter that
+        did not grow (or that stopped being kept) means the key may have been cloned,
+        and the assertion is refused.
+        """
+        if (sign_count or self.sign_count) and sign_count <= self.sign_count:
+            msg = "the security key's signature counter did not grow: it may be cloned"
+            raise InvalidCode(msg, reason="sign_count")
+        return replace(self, sign_count=sign_count, last_used_at=now)
+
+
 class ChallengeKind(enum.StrEnum):
     CODE = "code"  # R1: the user has 2FA and must give a code
     ENROLLMENT = "enrollment"  # R3: the user must set 2FA up inside the login
     PASSWORD_RESET = "password_reset"  # noqa: S105 (a name) R86: a forgotten password
+    # A security key being registered (R101): found by the hash of its WebAuthn challenge.
+    KEY_REGISTRATION = "key_registration"
+    # A security key asked for outside a login, e.g. to remove a key (R106): likewise.
+    KEY_CHECK = "key_check"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ __all__ = [
     "LoggedIn",
     "LoginStep",
     "PasswordReset",
+    "SecurityKeyInfo",
     "Session",
     "TwoFactorStatus",
     "UserOverview",
@@ -133,10 +134,17 @@ class DeviceInfo(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CodeRequired:
-    """Step 2 (R1): ask for a code, then call ``complete_login(challenge, code)``."""
+    """Step 2 (R1): ask for a code, then call ``complete_login(challenge, code)``.
+
+    ``second_factors`` says what the user has (R102): ``"totp"`` (an authenticator app,
+    and its backup codes) and ``"security_key"``, for which the host asks
+    ``security_key_login_options(challenge)`` and calls
+    ``complete_login_with_security_key(challenge, assertion)``.
+    """
 
     challenge: str = field(repr=False)
     expires_at: datetime
+    second_factors: tuple[str, ...] = ("totp",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +163,19 @@ LoginStep = LoggedIn | CodeRequired | EnrollmentRequired
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityKeyInfo:
+    """One of the user's security keys as they see it (R105): no credential material.
+
+    ``id`` is what :meth:`twostep.TwoStep.remove_security_key` takes.
+    """
+
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class TwoFactorStatus:
     """A user's own security settings (R5: the remaining backup codes are visible)."""
 
@@ -164,6 +185,8 @@ class TwoFactorStatus:
     enrollment_pending: bool
     #: R95: the end of the user's grace period, while 2FA is due and off.
     enroll_by: datetime | None = None
+    #: How many security keys the user has (R105).
+    security_keys: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +199,7 @@ class UserOverview:
     active: bool = True  # False: deactivated (R81)
     #: R95: the end of the user's grace period, while 2FA is due and off.
     enroll_by: datetime | None = None
+    security_keys: int = 0  # R102: a user with a key has 2FA on
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from ._audit import AuditAction, AuditEvent, Outcome
 from ._clock import Clock, SystemClock
 from ._crypto import AESGCMKeyring, Cipher
 from ._domain import Account, RequiredOf, Role, User
-from ._errors import ChallengeExpired
+from ._errors import ChallengeExpired, ConfigurationError
 from ._passwords import Passwords
 from ._provisioning import Enrollment
 from ._results import (
@@ -27,10 +27,11 @@ from ._results import (
     LoggedIn,
     LoginStep,
     PasswordReset,
+    SecurityKeyInfo,
     Session,
     TwoFactorStatus,
 )
-from ._settings import Settings
+from ._settings import PasskeySettings, Settings
 from ._store import Store
 from ._stories import administration, credentials, elsewhere, login, maintenance, own_two_factor
 from ._unit_of_work import Context, EventHook
@@ -52,7 +53,9 @@ class TwoStep:
     rest; by default keys come from ``TWOSTEP_KEYS`` or ``TWOSTEP_KEY_FILE`` and
     ``twostep`` refuses to start without one, or (``check_keys``) with keys that do
     not open every stored secret. ``on_event`` is called with every audit event after
-    it is committed (e.g. to email a user whose 2FA was turned off).
+    it is committed (e.g. to email a user whose 2FA was turned off). ``passkeys``
+    (a :class:`PasskeySettings`) turns security keys on (R100); without it, the
+    operations that talk to a browser about a key raise ``ConfigurationError``.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class TwoStep:
         cipher: Cipher | None = None,
         on_event: EventHook | None = None,
         check_keys: bool = True,
+        passkeys: PasskeySettings | None = None,
     ) -> None:
         check_keys = check.flag(check_keys, "check_keys")
         self.issuer = check.text(issuer, "issuer", check.MAX_NAME)
@@ -77,6 +81,7 @@ class TwoStep:
             issuer=self.issuer,
             passwords=Passwords(self.settings.password_hash),
             on_event=on_event,
+            passkeys=_passkey_settings(passkeys),
         )
         if check_keys:
             maintenance.check_keys(self._context)
@@ -142,20 +147,32 @@ class TwoStep:
 
         After an enrolment, the result carries the new backup codes, to show once.
         """
-        token = (
-            challenge.challenge
-            if isinstance(challenge, CodeRequired | EnrollmentRequired)
-            else challenge
-        )
-        if (
-            not isinstance(token, str)
-            or not token
-            or len(token) > check.MAX_TOKEN
-            or not token.isascii()
-        ):
-            msg = "not a login challenge"
-            raise ChallengeExpired(msg, reason="unknown")
+        token = _challenge_token(challenge)
         return login.complete_login(self._context, token, code, check.client(client))
+
+    def security_key_login_options(self, challenge: str | CodeRequired) -> str:
+        """R103: step 2 with a security key: the options for ``navigator.credentials.get()``.
+
+        JSON text for ``PublicKeyCredential.parseRequestOptionsFromJSON``; it may be
+        asked again while the challenge lives. ``NotAllowed`` if the user has no key.
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        return passkeys.login_options(self._context, _challenge_token(challenge))
+
+    def complete_login_with_security_key(
+        self, challenge: str | CodeRequired, assertion: str, *, client: str | None = None
+    ) -> LoggedIn:
+        """R103/R104: step 2 with a security key, counted and throttled like a code (R6).
+
+        ``assertion`` is the JSON text of the browser's ``PublicKeyCredential`` (its
+        ``toJSON()``) after ``navigator.credentials.get()``; a wrong one raises
+        ``InvalidCode`` as a wrong code does.
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        token = _challenge_token(challenge)
+        return passkeys.login_with_key(self._context, token, assertion, check.client(client))
 
     def begin_second_step(self, user_id: str, *, client: str | None = None) -> LoginStep:
         """R93/R94: the host checked step 1 itself; what comes next, as after :meth:`login`.
@@ -181,6 +198,16 @@ class TwoStep:
         and throttles as at login (R4-R6).
         """
         return own_two_factor.step_up(self._context, session, code)
+
+    def step_up_with_security_key(self, session: SessionRef, assertion: str) -> Session:
+        """R99: pass a security key again in this session, before a sensitive action.
+
+        ``assertion`` answers the options of :meth:`begin_security_key_check`; it goes
+        through the same checks and throttles as a code (R103).
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        return passkeys.step_up_with_key(self._context, session, assertion)
 
     # -- remembered devices (R98) ------------------------------------------------------
 
@@ -261,7 +288,10 @@ class TwoStep:
         return own_two_factor.confirm_enrollment(self._context, session, code)
 
     def disable_two_factor(self, session: SessionRef, code: str) -> None:
-        """R31/R32: turn one's own 2FA off with a current code, when not required."""
+        """R31/R32: turn one's own 2FA off with a current code, when not required.
+
+        Security keys are removed too (R107): afterwards the user has no second factor.
+        """
         own_two_factor.disable_two_factor(self._context, session, code)
 
     def begin_reset(self, session: SessionRef, code: str) -> Enrollment:
@@ -271,6 +301,62 @@ class TwoStep:
     def regenerate_backup_codes(self, session: SessionRef, code: str) -> BackupCodes:
         """R5: replace every backup code with a fresh set, shown once."""
         return own_two_factor.regenerate_backup_codes(self._context, session, code)
+
+    # -- one's own security keys (R100-R109) -------------------------------------------
+
+    def begin_security_key_registration(self, session: SessionRef) -> str:
+        """R101: start adding a security key: the options for ``navigator.credentials.create()``.
+
+        JSON text for ``PublicKeyCredential.parseCreationOptionsFromJSON``. Its
+        challenge is kept, single-use, for ``Settings.enrollment_ttl``.
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        return passkeys.begin_registration(self._context, session)
+
+    def finish_security_key_registration(
+        self, session: SessionRef, credential: str, name: str
+    ) -> SecurityKeyInfo:
+        """R101: the browser's new credential (the JSON text of its ``toJSON()``), named.
+
+        Names are unique per user (in any case); the user then has a second factor
+        (R102).
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        return passkeys.finish_registration(self._context, session, credential, name)
+
+    def list_security_keys(self, session: SessionRef) -> tuple[SecurityKeyInfo, ...]:
+        """R105: one's own security keys, oldest first: ids, names and dates only."""
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        return passkeys.list_keys(self._context, session)
+
+    def begin_security_key_check(self, session: SessionRef) -> str:
+        """R106, R99: options for ``navigator.credentials.get()`` to prove a key in a session.
+
+        For :meth:`remove_security_key` and :meth:`step_up_with_security_key`.
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        return passkeys.begin_check(self._context, session)
+
+    def remove_security_key(
+        self,
+        session: SessionRef,
+        key_id: str,
+        *,
+        code: str | None = None,
+        assertion: str | None = None,
+    ) -> None:
+        """R106: remove one of one's keys, with a code or a key's assertion (exactly one).
+
+        ``assertion`` answers the options of :meth:`begin_security_key_check`. Removing
+        one's last second factor while the account requires 2FA is ``NotAllowed``.
+        """
+        from ._stories import passkeys  # first use: see _stories.passkeys
+
+        passkeys.remove_key(self._context, session, key_id, code, assertion)
 
     # -- administration (R20-R22, R41, R42, R50, R60) ---------------------------------
 
@@ -418,3 +504,28 @@ class TwoStep:
         and reseals nothing: that order would undo the rotation.
         """
         return maintenance.reseal_secrets(self._context, batch, progress)
+
+
+def _challenge_token(challenge: object) -> str:
+    """The token of a login challenge, or ChallengeExpired if it cannot be one."""
+    token = (
+        challenge.challenge
+        if isinstance(challenge, CodeRequired | EnrollmentRequired)
+        else challenge
+    )
+    if (
+        not isinstance(token, str)
+        or not token
+        or len(token) > check.MAX_TOKEN
+        or not token.isascii()
+    ):
+        msg = "not a login challenge"
+        raise ChallengeExpired(msg, reason="unknown")
+    return token
+
+
+def _passkey_settings(passkeys: object) -> PasskeySettings | None:
+    if passkeys is not None and not isinstance(passkeys, PasskeySettings):
+        msg = "passkeys must be a PasskeySettings or None"
+        raise ConfigurationError(msg)
+    return passkeys

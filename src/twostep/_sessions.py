@@ -113,7 +113,7 @@ def session_value(token: str, record: SessionRecord, user: User, account: Accoun
         role=user.role,
         issued_at=record.issued_at,
         expires_at=record.expires_at,
-        two_factor_enabled=user.two_factor.enabled,
+        two_factor_enabled=user.has_second_factor,
         enroll_by=account.enroll_by(user),
         second_factor_at=record.second_factor_at,
     )

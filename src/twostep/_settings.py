@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-__all__ = ["Argon2Params", "Settings", "ThrottleSettings"]
+__all__ = ["Argon2Params", "PasskeySettings", "Settings", "ThrottleSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +157,48 @@ class Settings:
             if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
                 msg = f"{name} must be None or a timedelta >= 0"
                 raise ValueError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeySettings:
+    """The relying party that security keys (WebAuthn, R100) are registered for.
+
+    ``rp_id`` is the domain the keys are bound to (e.g. ``"example.org"``: it serves
+    that domain and its subdomains), ``rp_name`` the name a browser shows, and
+    ``origin`` the origin, or origins, that pages calling WebAuthn are served from
+    (e.g. ``"https://example.org"``); a response from any other is refused. Each user
+    may hold at most ``max_keys`` keys, each named with 1 to ``max_name_length``
+    printable characters. ``user_verification`` is what the browser is asked for
+    (``"discouraged"``, ``"preferred"`` or ``"required"``): a key is a second factor
+    beside the password, so its PIN or biometric is only checked when ``"required"``.
+    """
+
+    rp_id: str
+    origin: str | tuple[str, ...]
+    rp_name: str = ""
+    max_keys: int = 10
+    max_name_length: int = 64
+    user_verification: str = "discouraged"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rp_id, str) or not self.rp_id or "/" in self.rp_id:
+            msg = "rp_id must be a domain, e.g. 'example.org'"
+            raise ValueError(msg)
+        origins = (self.origin,) if isinstance(self.origin, str) else tuple(self.origin)
+        if not origins or not all(
+            isinstance(o, str) and o.startswith(("https://", "http://")) for o in origins
+        ):
+            msg = "origin must be an origin such as 'https://example.org', or a tuple of them"
+            raise ValueError(msg)
+        object.__setattr__(self, "origin", origins[0] if len(origins) == 1 else origins)
+        if self.max_keys < 1 or self.max_name_length < 1:
+            msg = "max_keys and max_name_length must be >= 1"
+            raise ValueError(msg)
+        if self.user_verification not in {"discouraged", "preferred", "required"}:
+            msg = "user_verification must be 'discouraged', 'preferred' or 'required'"
+            raise ValueError(msg)
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """Every origin accepted."""
+        return (self.origin,) if isinstance(self.origin, str) else self.origin

@@ -19,6 +19,7 @@ from ._domain import (
     Account,
     LoginChallenge,
     RememberedDevice,
+    SecurityKey,
     SessionRecord,
     ThrottleKey,
     ThrottleState,
@@ -120,7 +121,8 @@ class Transaction(Protocol):
     def delete_user(self, user_id: str) -> None:
         """Remove a user (R82) and all that is theirs but audit events.
 
-        Their row, sessions, login challenges, remembered devices and user throttle go.
+        Their row, sessions, login challenges, remembered devices, security keys (R107)
+        and user throttle go.
         Their email becomes free; audit events are kept. A user without a row is no
         error.
         """
@@ -137,6 +139,38 @@ class Transaction(Protocol):
         dots counts under the key id ``""`` (see :func:`sealed_key_id`). For the start-up
         check that the configured keys open every stored secret: one read of the users.
         """
+        ...
+
+    def security_keys_of(self, user_id: str) -> list[SecurityKey]:
+        """The user's security keys (R105), oldest first (by ``created_at``, then ``id``)."""
+        ...
+
+    def find_security_key(self, credential_id: str) -> SecurityKey | None:
+        """The key with this credential id, of any user (R103), or ``None``.
+
+        A write transaction locks it until it ends: two uses of one key are serialised,
+        so that its sign count only grows (R104).
+        """
+        ...
+
+    def add_security_key(self, key: SecurityKey) -> None:
+        """Insert a new key (R101).
+
+        The caller has checked that its credential id and its name (for its user) are
+        not taken.
+        """
+        ...
+
+    def put_security_key(self, key: SecurityKey) -> None:
+        """Replace an existing key: its sign count and last use (R104)."""
+        ...
+
+    def delete_security_key(self, key_id: str) -> None:
+        """Remove one key by its id (R106); an unknown id is no error."""
+        ...
+
+    def delete_security_keys_of(self, user_id: str) -> None:
+        """Remove every key of a user (R107)."""
         ...
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None: ...

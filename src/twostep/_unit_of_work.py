@@ -18,7 +18,7 @@ from ._clock import Clock
 from ._crypto import Cipher
 from ._errors import TwoStepError
 from ._passwords import Passwords
-from ._settings import Settings
+from ._settings import PasskeySettings, Settings
 from ._store import Store, Transaction
 
 __all__ = ["Context", "EventHook", "KeepAndRaise", "UnitOfWork", "Work"]
@@ -100,6 +100,8 @@ class Context(NamedTuple):
     issuer: str
     passwords: Passwords
     on_event: EventHook | None
+    #: The relying party of security keys (R100); ``None``: security keys are off.
+    passkeys: PasskeySettings | None = None
 
     def work(self, *, write: bool = True) -> UnitOfWork:
         """A unit of work; ``write=False`` promises to change nothing and may lock less."""

@@ -25,8 +25,8 @@ class UserQuery(NamedTuple):
 
     At most ``limit`` users that come after ``after`` (a creation time and a user id,
     compared in that order; from the first when ``None``), and only those that match
-    every filter given: ``role`` (its value), ``two_factor`` (2FA confirmed or not),
-    ``active``.
+    every filter given: ``role`` (its value), ``two_factor`` (2FA on or not: an app or
+    a security key, R102), ``active``.
     """
 
     limit: int

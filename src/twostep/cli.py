@@ -137,8 +137,8 @@ def _cmd_reset_2fa(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(
-        f"2FA reset for {user.email} ({user.id}): secret and backup codes removed, "
-        "sessions ended; recorded in the audit trail",
+        f"2FA reset for {user.email} ({user.id}): secret, backup codes and security keys "
+        "removed, sessions ended; recorded in the audit trail",
         file=args.out,
     )
     return 0
@@ -212,7 +212,7 @@ def _cmd_list_users(args: argparse.Namespace) -> int:
             active=None if args.active is None else _yes_no(args.active),
         )
         rows = [
-            (u.email, u.role.value, "on" if u.two_factor.enabled else "off", _yes(u.active))
+            (u.email, u.role.value, "on" if u.has_second_factor else "off", _yes(u.active))
             for u in users
         ]
     finally:

@@ -8,11 +8,12 @@ from typing import Any
 import httpx
 import pytest
 from examples.fastapi_app.app import create_app
-from examples.fastapi_app.twostep_fastapi import error_response
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 import twostep as ts
+from twostep.integrations.fastapi import error_response
 from twostep.testing import ManualClock, Phone
 
 from .conftest import MANAGER, MEMBER, OWNER, PASSWORDS
@@ -455,6 +456,6 @@ def test_r60_the_audit_trail_lists_what_happened(owner: User, member: User) -> N
 def test_r61_every_error_maps_to_a_status_and_a_reason(
     error_value: ts.TwoStepError, status: int
 ) -> None:
-    response = error_response(None, error_value)  # type: ignore[arg-type]
+    response = error_response(Request({"type": "http", "headers": []}), error_value)
     assert response.status_code == status
     assert json.loads(bytes(response.body))["error"] == error_value.reason

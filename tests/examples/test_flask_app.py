@@ -9,11 +9,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from examples.flask_app.app import RESET_LINK_PREFIX, SAME_ANSWER, create_app
-from examples.flask_app.twostep_flask import CHALLENGE_KEY, CSRF_KEY, TOKEN_KEY
 from flask import Flask
 from werkzeug.test import TestResponse
 
 import twostep as ts
+from twostep.integrations.flask import CHALLENGE_KEY, CSRF_KEY, TOKEN_KEY
 from twostep.testing import ManualClock, Phone
 
 from .conftest import MANAGER, MEMBER, OWNER, PASSWORDS

@@ -70,8 +70,9 @@ def user_overview(u: User, account: Account) -> UserOverview:
         user_id=u.id,
         email=u.email,
         role=u.role,
-        two_factor_enabled=u.two_factor.enabled,
+        two_factor_enabled=u.has_second_factor,
         backup_codes_remaining=u.backup_codes_remaining,
         active=u.active,
         enroll_by=account.enroll_by(u),
+        security_keys=u.security_keys,
     )

@@ -112,6 +112,7 @@ def reset_two_factor(context: Context, session: object, user_id: str) -> None:
             raise KeepAndRaise(UnknownUser(msg))
         allow(w, Action.RESET_OTHER, actor, audit_as=AuditAction.TWO_FACTOR_RESET, target=target)
         w.tx.put_user(target.without_two_factor(end_sessions=True))
+        w.tx.delete_security_keys_of(target.id)  # R107
         w.audit(
             AuditAction.TWO_FACTOR_RESET,
             Outcome.SUCCESS,
@@ -132,6 +133,7 @@ def operator_reset_two_factor(context: Context, email: str) -> User:
             raise UnknownUser(msg)
         target = target.without_two_factor(end_sessions=True)
         w.tx.put_user(target)
+        w.tx.delete_security_keys_of(target.id)  # R107
         w.audit(
             AuditAction.TWO_FACTOR_RESET,
             Outcome.SUCCESS,

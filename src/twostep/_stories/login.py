@@ -112,7 +112,7 @@ def _after_password(
         w.audit(
             AuditAction.LOGIN_PASSWORD, Outcome.SUCCESS, account_id=account.id, actor_id=user.id
         )
-        return CodeRequired(token, w.now + settings.challenge_ttl)
+        return CodeRequired(token, w.now + settings.challenge_ttl, user.second_factors)
     if not account.admits(user, w.now):
         user, enrollment = new_enrollment(context, w, user)
         w.tx.put_user(user)
@@ -162,6 +162,9 @@ def complete_login(context: Context, token: str, code: object, client: str | Non
     return present_code(context, code, load, partial(_logged_in, context.settings))
 
 
+_LOGIN_KINDS = frozenset({ChallengeKind.CODE, ChallengeKind.ENROLLMENT})
+
+
 class _LoadChallenge:
     """Finds a login challenge, its user and its account, inside each transaction."""
 
@@ -174,8 +177,9 @@ class _LoadChallenge:
 
     def __call__(self, w: Work) -> CodeAttempt:
         record = w.tx.get_challenge(self._hash)
-        # A password reset token is no login challenge (R86).
-        if record is None or record.kind is ChallengeKind.PASSWORD_RESET:
+        # A password reset token (R86) or a security key's challenge (R101, R106) is no
+        # login challenge.
+        if record is None or record.kind not in _LOGIN_KINDS:
             _audit_failure(w, None, Outcome.FAILURE, reason="unknown")
             raise KeepAndRaise(
                 ChallengeExpired("unknown or used login challenge", reason="unknown")

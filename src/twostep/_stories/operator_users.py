@@ -102,7 +102,7 @@ def list_users(
             for u in page:
                 if (
                     (wanted_role is None or u.role.value == wanted_role)
-                    and (two_factor is None or u.two_factor.enabled == two_factor)
+                    and (two_factor is None or u.has_second_factor == two_factor)
                     and (active is None or u.active == active)
                 ):
                     yield u

@@ -35,6 +35,7 @@ def two_factor_status(context: Context, session: object) -> TwoFactorStatus:
             enabled=actor.user.two_factor.enabled,
             required_by_account=actor.account.covers(actor.user),
             backup_codes_remaining=actor.user.backup_codes_remaining,
+            security_keys=actor.user.security_keys,
             enrollment_pending=actor.user.two_factor.pending_at(
                 w.now, context.settings.enrollment_ttl
             ),
@@ -100,6 +101,7 @@ def disable_two_factor(context: Context, session: object, code: object) -> None:
 
     def apply(w: Work, _: CodeAttempt, passed: Passed) -> None:
         w.tx.put_user(passed.user.without_two_factor(end_sessions=False))
+        w.tx.delete_security_keys_of(passed.user.id)  # R107: 2FA is off, keys included
         w.tx.delete_devices_of(passed.user.id)  # R98
         _audit_own(w, AuditAction.TWO_FACTOR_DISABLED, passed.user)
 

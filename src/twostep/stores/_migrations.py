@@ -295,6 +295,28 @@ MIGRATIONS: Sequence[tuple[int, Sequence[Statement]]] = (
             "CREATE INDEX remembered_devices_expiry ON remembered_devices (expires_at)",
         ),
     ),
+    (
+        # Security keys (WebAuthn) as a second factor (R100-R109). Found by twostep's id
+        # (removal), by the credential id an assertion names (unique across the
+        # installation), and by user (listing; a user's names are unique). The user row
+        # counts its keys, so that checking a session needs no other read (R102).
+        5,
+        (
+            "ALTER TABLE users ADD COLUMN security_keys INTEGER NOT NULL DEFAULT 0",
+            """CREATE TABLE security_keys (
+                id TEXT PRIMARY KEY,
+                credential_id TEXT NOT NULL UNIQUE,
+                user_id TEXT NOT NULL REFERENCES users(id),
+                name TEXT NOT NULL,
+                public_key {blob} NOT NULL,
+                sign_count {bigint} NOT NULL,
+                transports TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                last_used_at {bigint},
+                UNIQUE (user_id, name)
+            )""",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

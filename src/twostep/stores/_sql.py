@@ -20,6 +20,7 @@ from .._domain import (
     RememberedDevice,
     RequiredOf,
     Role,
+    SecurityKey,
     SessionRecord,
     ThrottleKey,
     ThrottleState,
@@ -36,6 +37,7 @@ __all__ = [
     "AUDIT_COLUMNS",
     "CHALLENGE_COLUMNS",
     "DEVICE_COLUMNS",
+    "KEY_COLUMNS",
     "SESSION_COLUMNS",
     "THROTTLE_COLUMNS",
     "USER_COLUMNS",
@@ -49,6 +51,8 @@ __all__ = [
     "device_of",
     "device_row",
     "from_us",
+    "key_of",
+    "key_row",
     "opt_dt",
     "opt_us",
     "prefixed",
@@ -74,7 +78,10 @@ ACCOUNT_COLUMNS = (
 USER_COLUMNS = (
     "id, account_id, email, email_key, role, password_hash, created_at, active, "
     "totp_secret, last_step, enabled_at, pending_secret, pending_expires_at, "
-    "backup_salt, backup_digests, backup_used, session_generation"
+    "backup_salt, backup_digests, backup_used, session_generation, security_keys"
+)
+KEY_COLUMNS = (
+    "id, credential_id, user_id, name, public_key, sign_count, transports, created_at, last_used_at"
 )
 CHALLENGE_COLUMNS = "token_hash, user_id, kind, created_at, expires_at, attempts"
 SESSION_COLUMNS = (
@@ -291,6 +298,7 @@ def user_row(u: User) -> tuple[Any, ...]:
         None if codes is None else b"".join(codes.digests),
         None if codes is None else "".join("1" if used else "0" for used in codes.used),
         u.session_generation,
+        u.security_keys,
     )
 
 
@@ -322,6 +330,35 @@ def user_of(r: Sequence[Any]) -> User:
         ),
         codes,
         r[16],
+        r[17],
+    )
+
+
+def key_row(k: SecurityKey) -> tuple[Any, ...]:
+    return (
+        k.id,
+        k.credential_id,
+        k.user_id,
+        k.name,
+        k.public_key,
+        k.sign_count,
+        " ".join(k.transports),
+        to_us(k.created_at),
+        opt_us(k.last_used_at),
+    )
+
+
+def key_of(r: Sequence[Any]) -> SecurityKey:
+    return SecurityKey(
+        id=r[0],
+        credential_id=r[1],
+        user_id=r[2],
+        name=r[3],
+        public_key=bytes(r[4]),
+        sign_count=r[5],
+        transports=tuple(r[6].split()),
+        created_at=from_us(r[7]),
+        last_used_at=opt_dt(r[8]),
     )
 
 
@@ -496,7 +533,7 @@ def user_filters(query: UserQuery, mark: str) -> tuple[str, tuple[Any, ...]]:
     """The conditions of a page of users beyond its account (R83), and their values.
 
     Each starts with `` AND ``, to follow ``account_id = ...``. 2FA is on when a
-    confirmed secret is stored (``TwoFactorState.enabled``).
+    confirmed secret is stored or the user has a security key (``User.has_second_factor``).
     """
     conditions: list[str] = []
     args: list[Any] = []
@@ -508,7 +545,8 @@ def user_filters(query: UserQuery, mark: str) -> tuple[str, tuple[Any, ...]]:
         conditions.append(f"role = {mark}")
         args.append(query.role)
     if query.two_factor is not None:
-        conditions.append(f"totp_secret IS {'NOT ' if query.two_factor else ''}NULL")
+        on = "(totp_secret IS NOT NULL OR security_keys > 0)"
+        conditions.append(on if query.two_factor else f"NOT {on}")
     if query.active is not None:
         conditions.append(f"active = {mark}")
         args.append(int(query.active))

@@ -16,6 +16,7 @@ from .._domain import (
     Account,
     LoginChallenge,
     RememberedDevice,
+    SecurityKey,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -141,7 +142,7 @@ class _Tx:
             for u in users
             if (query.after is None or (u.created_at, u.id) > query.after)
             and (query.role is None or u.role == query.role)
-            and (query.two_factor is None or u.two_factor.enabled == query.two_factor)
+            and (query.two_factor is None or u.has_second_factor == query.two_factor)
             and (query.active is None or u.active == query.active)
         ][: query.limit]
 
@@ -163,6 +164,7 @@ class _Tx:
                 self._set(self._s.challenges, key, _MISSING)
         self.delete_devices_of(user_id)
         self.delete_throttle(ThrottleKey(ThrottleScope.USER, user_id))
+        self.delete_security_keys_of(user_id)
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
         ids = sorted(i for i in self._s.users if i > after_id)[:limit]
@@ -178,6 +180,31 @@ class _Tx:
                     seen = found.get(key_id)
                     found[key_id] = SealedKeyUse(1 + (seen.secrets if seen else 0), user_id, sealed)
         return found
+
+    def security_keys_of(self, user_id: str) -> list[SecurityKey]:
+        keys = (k for k in self._s.security_keys.values() if k.user_id == user_id)
+        return sorted(keys, key=lambda k: (k.created_at, k.id))
+
+    def find_security_key(self, credential_id: str) -> SecurityKey | None:
+        key_id = self._s.credentials.get(credential_id)
+        return None if key_id is None else self._s.security_keys[key_id]
+
+    def add_security_key(self, key: SecurityKey) -> None:
+        self._set(self._s.credentials, key.credential_id, key.id)
+        self._set(self._s.security_keys, key.id, key)
+
+    def put_security_key(self, key: SecurityKey) -> None:
+        self._set(self._s.security_keys, key.id, key)
+
+    def delete_security_key(self, key_id: str) -> None:
+        key = self._s.security_keys.get(key_id)
+        if key is not None:
+            self._set(self._s.credentials, key.credential_id, _MISSING)
+            self._set(self._s.security_keys, key_id, _MISSING)
+
+    def delete_security_keys_of(self, user_id: str) -> None:
+        for key in self.security_keys_of(user_id):
+            self.delete_security_key(key.id)
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None:
         return self._s.challenges.get(token_hash)
@@ -401,6 +428,9 @@ class InMemoryStore:
         self.sessions: dict[str, SessionRecord] = {}
         self.devices: dict[str, RememberedDevice] = {}
         self.throttles: dict[ThrottleKey, ThrottleState] = {}
+        #: Security keys by twostep's id, and their ids by credential id (R101).
+        self.security_keys: dict[str, SecurityKey] = {}
+        self.credentials: dict[str, str] = {}
         #: Every audit event with its position (R76), oldest first.
         self.audit: list[tuple[int, AuditEvent]] = []
 

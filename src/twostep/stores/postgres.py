@@ -34,6 +34,7 @@ from .._domain import (
     Account,
     LoginChallenge,
     RememberedDevice,
+    SecurityKey,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -50,6 +51,7 @@ from ._sql import (
     AUDIT_COLUMNS,
     CHALLENGE_COLUMNS,
     DEVICE_COLUMNS,
+    KEY_COLUMNS,
     SESSION_COLUMNS,
     THROTTLE_COLUMNS,
     USER_COLUMNS,
@@ -190,6 +192,7 @@ class _Tx:
         self._conn.execute("DELETE FROM challenges WHERE user_id = %s", (user_id,))
         self.delete_devices_of(user_id)
         self.delete_throttle(ThrottleKey(ThrottleScope.USER, user_id))
+        self._conn.execute("DELETE FROM security_keys WHERE user_id = %s", (user_id,))
         self._conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
 
     def users_page(self, after_id: str, limit: int) -> list[User]:
@@ -214,6 +217,41 @@ class _Tx:
             (),
         )
         return {r[0]: SealedKeyUse(r[1], r[2], r[3]) for r in rows}
+
+    def security_keys_of(self, user_id: str) -> list[SecurityKey]:
+        # A listing, or the keys of a user whose row the transaction has locked.
+        rows = self._all(
+            f"SELECT {KEY_COLUMNS} FROM security_keys WHERE user_id = %s ORDER BY created_at, id",
+            (user_id,),
+        )
+        return [_sql.key_of(r) for r in rows]
+
+    def find_security_key(self, credential_id: str) -> SecurityKey | None:
+        # FOR UPDATE: two uses of one key are serialised, its sign count only grows (R104).
+        row = self._one(
+            f"SELECT {KEY_COLUMNS} FROM security_keys WHERE credential_id = %s{self._update}",
+            (credential_id,),
+        )
+        return None if row is None else _sql.key_of(row)
+
+    def add_security_key(self, key: SecurityKey) -> None:
+        self._conn.execute(
+            f"INSERT INTO security_keys ({KEY_COLUMNS}) VALUES ({_placeholders(KEY_COLUMNS)})",
+            _sql.key_row(key),
+        )
+
+    def put_security_key(self, key: SecurityKey) -> None:
+        row = _sql.key_row(key)
+        self._conn.execute(
+            "UPDATE security_keys SET sign_count = %s, last_used_at = %s WHERE id = %s",
+            (row[5], row[8], row[0]),
+        )
+
+    def delete_security_key(self, key_id: str) -> None:
+        self._conn.execute("DELETE FROM security_keys WHERE id = %s", (key_id,))
+
+    def delete_security_keys_of(self, user_id: str) -> None:
+        self._conn.execute("DELETE FROM security_keys WHERE user_id = %s", (user_id,))
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None:
         row = self._one(

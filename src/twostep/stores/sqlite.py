@@ -24,6 +24,7 @@ from .._domain import (
     Account,
     LoginChallenge,
     RememberedDevice,
+    SecurityKey,
     SessionRecord,
     ThrottleKey,
     ThrottleScope,
@@ -41,6 +42,7 @@ from ._sql import (
     AUDIT_COLUMNS,
     CHALLENGE_COLUMNS,
     DEVICE_COLUMNS,
+    KEY_COLUMNS,
     SESSION_COLUMNS,
     THROTTLE_COLUMNS,
     USER_COLUMNS,
@@ -212,6 +214,7 @@ class _Tx:
             "DELETE FROM throttles WHERE key = ?",
             (ThrottleKey(ThrottleScope.USER, user_id).stored,),
         )
+        self._db.execute("DELETE FROM security_keys WHERE user_id = ?", (user_id,))
         self._db.execute("DELETE FROM users WHERE id = ?", (user_id,))
         self._users.pop(user_id, None)
 
@@ -224,6 +227,39 @@ class _Tx:
 
     def sealed_key_ids(self) -> dict[str, SealedKeyUse]:
         return sqlite_sealed_key_ids(self._db)
+
+    def security_keys_of(self, user_id: str) -> list[SecurityKey]:
+        # The unique index on (user_id, name) finds them.
+        rows = self._db.execute(
+            f"SELECT {KEY_COLUMNS} FROM security_keys WHERE user_id = ? ORDER BY created_at, id",
+            (user_id,),
+        )
+        return [_sql.key_of(r) for r in rows]
+
+    def find_security_key(self, credential_id: str) -> SecurityKey | None:
+        row = self._one(
+            f"SELECT {KEY_COLUMNS} FROM security_keys WHERE credential_id = ?", (credential_id,)
+        )
+        return None if row is None else _sql.key_of(row)
+
+    def add_security_key(self, key: SecurityKey) -> None:
+        self._db.execute(
+            f"INSERT INTO security_keys ({KEY_COLUMNS}) VALUES ({_placeholders(KEY_COLUMNS)})",
+            _sql.key_row(key),
+        )
+
+    def put_security_key(self, key: SecurityKey) -> None:
+        row = _sql.key_row(key)
+        self._db.execute(
+            "UPDATE security_keys SET sign_count = ?, last_used_at = ? WHERE id = ?",
+            (row[5], row[8], row[0]),
+        )
+
+    def delete_security_key(self, key_id: str) -> None:
+        self._db.execute("DELETE FROM security_keys WHERE id = ?", (key_id,))
+
+    def delete_security_keys_of(self, user_id: str) -> None:
+        self._db.execute("DELETE FROM security_keys WHERE user_id = ?", (user_id,))
 
     def get_challenge(self, token_hash: str) -> LoginChallenge | None:
         row = self._one(_GET_CHALLENGE, (token_hash,))

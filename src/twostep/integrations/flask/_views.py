@@ -1,0 +1,445 @@
+"""The pages: logging in, one's own security settings, administration.
+
+One blueprint, ``twostep``; each page is a template under ``twostep/`` that a host
+overrides by putting its own of the same name in its templates folder. The login
+flow (R1-R6) lives in :func:`_answer_login_step` and :func:`_finish_login`: the
+password step, the code step and an enrolment inside the login all pass there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask import session as cookie
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+
+import twostep as ts
+
+from ._core import (
+    CHALLENGE_KEY,
+    end_session,
+    extension,
+    flash_error,
+    get_service,
+    gettext,
+    login_required,
+    may,
+    replace_session,
+    start_session,
+    user,
+)
+
+blueprint = Blueprint("twostep", __name__, template_folder="templates")
+
+#: How many users the Users page lists at once.
+USERS_PER_PAGE = 50
+#: How many events the Activity page shows.
+EVENTS_PER_PAGE = 50
+
+
+def _client() -> str | None:
+    """The key twostep throttles per client (R6): the peer's address."""
+    return request.remote_addr
+
+
+def _home() -> ResponseReturnValue:
+    return redirect(url_for(extension().home_endpoint))
+
+
+def _setup_page(enrollment: ts.Enrollment | None, action: str, mode: str) -> str:
+    """The set-up page (R10): the QR code and the key as text, then the first code."""
+    qr = Markup(enrollment.qr_svg(scale=5)) if enrollment is not None else None  # noqa: S704 (segno's SVG)
+    return render_template(
+        "twostep/setup.html", enrollment=enrollment, qr=qr, action=action, mode=mode
+    )
+
+
+def _codes_page(codes: ts.BackupCodes, email: str) -> str:
+    """Backup codes, shown once (R5, R10), with a download made in the page."""
+    title = gettext("%(issuer)s: backup codes for %(email)s") % {
+        "issuer": get_service().issuer,
+        "email": email,
+    }
+    href = "data:text/plain;charset=utf-8," + quote(codes.as_text(title=title))
+    return render_template("twostep/backup_codes.html", codes=codes, href=href)
+
+
+# -- logging in (R1-R6) ------------------------------------------------------------------
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    if request.method == "GET":
+        return render_template("twostep/login.html")
+    email = request.form.get("email", "")
+    try:
+        step = get_service().login(email, request.form.get("password", ""), client=_client())
+    except ts.TwoStepError as error:
+        flash_error(error)
+        return render_template("twostep/login.html", email=email)
+    return _answer_login_step(step)
+
+
+def _answer_login_step(step: ts.LoginStep) -> ResponseReturnValue:
+    """What follows the password step: logged in, a code, or setting 2FA up (R1-R3)."""
+    cookie.pop(CHALLENGE_KEY, None)
+    match step:
+        case ts.LoggedIn(session=new):  # R2
+            start_session(new)
+            return _home()
+        case ts.CodeRequired(challenge=challenge):  # R1
+            cookie[CHALLENGE_KEY] = challenge
+            return redirect(url_for("twostep.login_code"))
+        case ts.EnrollmentRequired(challenge=challenge, enrollment=enrollment):  # R3
+            cookie[CHALLENGE_KEY] = challenge
+            return _setup_page(enrollment, url_for("twostep.login_setup"), "login")
+    raise AssertionError(step)  # unreachable: LoginStep has these three kinds
+
+
+def _finish_login(again: Callable[[], str]) -> ResponseReturnValue:
+    """The code step (R1, R4-R6), or the enrolment's first code (R3); ``again`` re-asks."""
+    challenge = cookie.get(CHALLENGE_KEY)
+    if not isinstance(challenge, str):
+        flash(gettext("Please log in."), "info")
+        return redirect(url_for("twostep.login"))
+    try:
+        done = get_service().complete_login(
+            challenge, request.form.get("code", ""), client=_client()
+        )
+    except ts.ChallengeExpired as error:  # R6: log in again
+        cookie.pop(CHALLENGE_KEY, None)
+        flash_error(error)
+        return redirect(url_for("twostep.login"))
+    except ts.TwoStepError as error:  # wrong, replayed, throttled (R4, R6)
+        flash_error(error)
+        return again()
+    start_session(done.session)
+    if done.backup_codes is not None:  # R3: the login included an enrolment
+        return _codes_page(done.backup_codes, done.session.email)
+    return _home()
+
+
+@blueprint.route("/login/code", methods=["GET", "POST"])
+def login_code() -> ResponseReturnValue:
+    if request.method == "GET":
+        if CHALLENGE_KEY not in cookie:
+            return redirect(url_for("twostep.login"))
+        return render_template("twostep/code.html")
+    return _finish_login(lambda: render_template("twostep/code.html"))
+
+
+@blueprint.post("/login/setup")
+def login_setup() -> ResponseReturnValue:
+    return _finish_login(lambda: _setup_page(None, url_for("twostep.login_setup"), "login"))
+
+
+@blueprint.post("/logout")
+def logout() -> ResponseReturnValue:
+    end_session()
+    flash(gettext("You are logged out."), "info")
+    return redirect(url_for("twostep.login"))
+
+
+# -- a forgotten password (R86, R87) ---------------------------------------------------------
+
+
+@blueprint.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password() -> ResponseReturnValue:
+    send = extension().send_reset_link
+    if send is None:  # the host delivers no links
+        abort(404)
+    if request.method == "GET":
+        return render_template("twostep/forgot.html")
+    email = request.form.get("email", "")
+    try:
+        reset = get_service().begin_password_reset(email, client=_client())
+    except ts.TwoStepError as error:  # malformed, throttled: nothing about the account
+        flash_error(error)
+        return render_template("twostep/forgot.html", email=email)
+    # The same answer for anyone: an unknown email gets a token that opens nothing.
+    send(email, url_for("twostep.reset_password", token=reset.token, _external=True))
+    return render_template("twostep/forgot_sent.html")
+
+
+@blueprint.route("/password/reset", methods=["GET", "POST"])
+def reset_password() -> ResponseReturnValue:
+    token = request.values.get("token", "")
+    if request.method == "GET":
+        response = make_response(render_template("twostep/reset.html", token=token))
+        response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+        return response
+    if request.form.get("new_password", "") != request.form.get("repeat_password", ""):
+        flash(gettext("The two passwords differ."), "error")
+        return render_template("twostep/reset.html", token=token)
+    try:
+        get_service().complete_password_reset(token, request.form.get("new_password", ""))
+    except ts.ChallengeExpired:  # used, expired or unknown: ask again
+        flash(gettext("That reset link is no longer valid: ask for a new one."), "error")
+        return redirect(url_for("twostep.forgot_password"))
+    except ts.TwoStepError as error:  # too short, ...: the link still works
+        flash_error(error)
+        return render_template("twostep/reset.html", token=token)
+    cookie.pop(CHALLENGE_KEY, None)
+    flash(gettext("Your password was changed. Log in with it."), "success")  # R87
+    return redirect(url_for("twostep.login"))
+
+
+# -- one's own security settings (R5, R10, R11, R30-R32, R40, R85) -------------------------
+
+
+@blueprint.get("/security")
+@login_required
+def security() -> ResponseReturnValue:
+    try:
+        status = get_service().two_factor_status(user())
+    except ts.SessionInvalid as error:  # ended between the check and now
+        flash_error(error)
+        return redirect(url_for("twostep.login"))
+    return render_template("twostep/security.html", status=status)
+
+
+@blueprint.post("/security/enable")
+@login_required
+def enable() -> ResponseReturnValue:
+    try:
+        enrollment = get_service().begin_enrollment(user())  # R30
+    except ts.TwoStepError as error:
+        flash_error(error)
+        return redirect(url_for("twostep.security"))
+    return _setup_page(enrollment, url_for("twostep.confirm"), "enable")
+
+
+@blueprint.post("/security/confirm")
+@login_required
+def confirm() -> ResponseReturnValue:
+    try:
+        codes = get_service().confirm_enrollment(user(), request.form.get("code", ""))
+    except (ts.InvalidCode, ts.Throttled) as error:  # R11: nothing changed
+        flash_error(error)
+        return _setup_page(None, url_for("twostep.confirm"), "enable")
+    except ts.TwoStepError as error:
+        flash_error(error)
+        return redirect(url_for("twostep.security"))
+    return _codes_page(codes, user().email)
+
+
+@blueprint.post("/security/disable")
+@login_required
+def disable() -> ResponseReturnValue:
+    try:
+        get_service().disable_two_factor(user(), request.form.get("code", ""))  # R31, R32
+    except ts.TwoStepError as error:
+        flash_error(error)
+    else:
+        flash(gettext("Two-factor authentication is off."), "success")
+    return redirect(url_for("twostep.security"))
+
+
+@blueprint.post("/security/reset")
+@login_required
+def reset() -> ResponseReturnValue:
+    try:
+        enrollment = get_service().begin_reset(user(), request.form.get("code", ""))  # R40
+    except ts.TwoStepError as error:
+        flash_error(error)
+        return redirect(url_for("twostep.security"))
+    return _setup_page(enrollment, url_for("twostep.confirm"), "reset")
+
+
+@blueprint.post("/security/password")
+@login_required
+def change_password() -> ResponseReturnValue:
+    form = request.form
+    if form.get("new_password", "") != form.get("repeat_password", ""):
+        flash(gettext("The two new passwords differ."), "error")
+        return redirect(url_for("twostep.security"))
+    try:
+        new = get_service().change_password(  # R85
+            user(),
+            form.get("current_password", ""),
+            form.get("new_password", ""),
+            code=form.get("code") or None,
+        )
+    except ts.InvalidCredentials:
+        flash(gettext("Your current password is wrong."), "error")
+    except ts.TwoStepError as error:
+        flash_error(error)
+    else:
+        replace_session(new)  # every earlier session ended, this one included
+        flash(
+            gettext("Your password was changed; your other sessions were logged out."),
+            "success",
+        )
+    return redirect(url_for("twostep.security"))
+
+
+@blueprint.post("/security/step-up")
+@login_required
+def step_up() -> ResponseReturnValue:
+    """R99: a fresh code before an owner's sensitive changes (roles, resets)."""
+    try:
+        get_service().step_up(user(), request.form.get("code", ""))
+    except ts.TwoStepError as error:
+        flash_error(error)
+    else:
+        flash(gettext("Confirmed: you can make the change now."), "success")
+    return redirect(url_for("twostep.admin_users"))
+
+
+@blueprint.post("/security/backup-codes")
+@login_required
+def regenerate() -> ResponseReturnValue:
+    try:
+        codes = get_service().regenerate_backup_codes(user(), request.form.get("code", ""))  # R5
+    except ts.TwoStepError as error:
+        flash_error(error)
+        return redirect(url_for("twostep.security"))
+    return _codes_page(codes, user().email)
+
+
+# -- administration (R20-R22, R41, R50, R60, R80-R83) ---------------------------------------
+
+
+def _admin_only() -> None:
+    """A refused administration request: 403 for those who may not see Administration."""
+    if not may(ts.Action.VIEW_OVERVIEW):
+        abort(403)
+
+
+@blueprint.get("/admin")
+@login_required
+def admin() -> ResponseReturnValue:
+    return redirect(url_for("twostep.admin_settings"))
+
+
+@blueprint.route("/admin/settings", methods=["GET", "POST"])
+@login_required
+def admin_settings() -> ResponseReturnValue:
+    if request.method == "GET":
+        try:
+            overview = get_service().two_factor_overview(user())  # R50
+        except ts.NotAllowed:
+            abort(403)
+        return render_template("twostep/admin_settings.html", overview=overview)
+    required = request.form.get("required") == "on"
+    try:
+        get_service().set_two_factor_required(user(), required)  # R20, R22
+    except ts.TwoStepError as error:
+        _admin_only()
+        flash_error(error)
+        return redirect(url_for("twostep.admin_settings"))
+    if required:  # R21: every session ended, this one too
+        cookie.clear()
+        flash(
+            gettext(
+                "2FA is now required for all users, and everyone was logged out. "
+                "Log in again (and set up 2FA if you have not)."
+            ),
+            "success",
+        )
+        return redirect(url_for("twostep.login"))
+    flash(gettext("2FA is no longer required; users who have it keep it."), "success")
+    return redirect(url_for("twostep.admin_settings"))
+
+
+@blueprint.get("/admin/users")
+@login_required
+def admin_users() -> ResponseReturnValue:
+    try:
+        page = get_service().list_users(
+            user(), limit=USERS_PER_PAGE, cursor=request.args.get("after")
+        )
+    except ts.NotAllowed:  # R83: owners and managers
+        abort(403)
+    except ts.InvalidInput as error:  # a cursor not made by twostep
+        flash_error(error)
+        return redirect(url_for("twostep.admin_users"))
+    return render_template(
+        "twostep/admin_users.html",
+        page=page,
+        roles=list(ts.Role),
+        can_reset=may(ts.Action.RESET_OTHER),
+    )
+
+
+def _change_user(done: str, change: Callable[[], None]) -> ResponseReturnValue:
+    """One owner's change to a user (R41, R80-R82); a refusal shows the policy's reason."""
+    try:
+        change()
+    except ts.TwoStepError as error:
+        _admin_only()
+        flash_error(error)
+    else:
+        flash(done, "success")
+    return redirect(url_for("twostep.admin_users"))
+
+
+@blueprint.post("/admin/users/<user_id>/role")
+@login_required
+def admin_set_role(user_id: str) -> ResponseReturnValue:
+    role = request.form.get("role", "")
+    return _change_user(  # R80: a demotion ends that user's sessions
+        gettext("The role is now %(role)s.") % {"role": role},
+        lambda: get_service().set_role(user(), user_id, role),
+    )
+
+
+@blueprint.post("/admin/users/<user_id>/deactivate")
+@login_required
+def admin_deactivate(user_id: str) -> ResponseReturnValue:
+    return _change_user(  # R81
+        gettext("The user was deactivated: their sessions ended and they cannot log in."),
+        lambda: get_service().deactivate_user(user(), user_id),
+    )
+
+
+@blueprint.post("/admin/users/<user_id>/reactivate")
+@login_required
+def admin_reactivate(user_id: str) -> ResponseReturnValue:
+    return _change_user(  # R81
+        gettext("The user can log in again."),
+        lambda: get_service().reactivate_user(user(), user_id),
+    )
+
+
+@blueprint.post("/admin/users/<user_id>/delete")
+@login_required
+def admin_delete(user_id: str) -> ResponseReturnValue:
+    if request.form.get("confirm") != "yes":
+        _admin_only()
+        flash(gettext("Tick \u201cyes, delete\u201d to confirm the deletion."), "error")
+        return redirect(url_for("twostep.admin_users"))
+    return _change_user(  # R82
+        gettext("The user was deleted."), lambda: get_service().delete_user(user(), user_id)
+    )
+
+
+@blueprint.post("/admin/users/<user_id>/reset")
+@login_required
+def admin_reset(user_id: str) -> ResponseReturnValue:
+    return _change_user(  # R41
+        gettext("2FA was reset: that user's sessions ended."),
+        lambda: get_service().reset_two_factor(user(), user_id),
+    )
+
+
+@blueprint.get("/admin/activity")
+@login_required
+def admin_activity() -> ResponseReturnValue:
+    try:
+        events = get_service().audit_trail(user(), limit=EVENTS_PER_PAGE)  # R60
+    except ts.NotAllowed:
+        abort(403)
+    return render_template("twostep/admin_activity.html", events=events)
