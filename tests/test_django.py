@@ -730,11 +730,15 @@ def test_r121_twostep_required_checks_the_session_without_the_middleware(
     ours = "twostep.integrations.django.middleware.TwoStepMiddleware"
     without = [m for m in settings.MIDDLEWARE if m != ours]
     with override_settings(MIDDLEWARE=without):
-        assert client.get("/account/security/").status_code == 200  # the decorator's check
-        service.logout(client.session[conf.SESSION_KEY])
-        ended = client.get("/account/security/")
+        bare = Client()  # a new client loads the middleware of the settings now in force
+        bare.cookies = client.cookies
+        page = bare.get("/account/security/")
+        assert page.status_code == 200  # the decorator's own check
+        assert not hasattr(page.wsgi_request, "twostep")  # no middleware ran
+        service.logout(bare.session[conf.SESSION_KEY])
+        ended = bare.get("/account/security/")
         assert ended["Location"] == "/account/login/?next=%2Faccount%2Fsecurity%2F"
-        assert "_auth_user_id" not in client.session  # Django's session ended too
+        assert "_auth_user_id" not in bare.session  # Django's session ended too
 
 
 def test_r123_an_email_taken_in_twostep_is_refused_and_nothing_is_imported(
