@@ -352,7 +352,9 @@ def add_key(c: FlaskClient, key: SoftKey, name: str) -> TestResponse:
 
 def key_ids(page: str) -> dict[str, str]:
     """The security page's keys: name to id."""
-    rows = re.findall(r'data-name="([^"]+)">.*?action="/security/keys/([^/"]+)/remove"', page, re.S)
+    rows = re.findall(
+        r'data-name="([^"]+)">.*?action="/security/keys/([^/"]+)/remove"', page, re.DOTALL
+    )
     return dict(rows)
 
 
