@@ -3,7 +3,8 @@
 // A button with data-webauthn="create" or "get" and data-options (a URL) asks the server
 // for options (a POST with the form's CSRF token), hands them to navigator.credentials,
 // puts JSON.stringify(credential.toJSON()) in the form's "credential" field and submits
-// the form to the button's formaction. A refusal is shown in the form's [data-status].
+// the form (to the button's formaction, if it has one). A refusal is shown in the
+// form's [data-status].
 "use strict";
 
 async function twostepOptions(url, form) {
@@ -35,7 +36,9 @@ async function twostepCeremony(button) {
             publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options),
           });
     form.elements.credential.value = JSON.stringify(credential.toJSON());
-    form.action = button.formAction;
+    if (button.hasAttribute("formaction")) {
+      form.action = button.formAction;
+    }
     form.submit();
   } catch (error) {
     if (status) {
