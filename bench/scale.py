@@ -12,10 +12,14 @@ login is not hidden under ~150 ms of hashing: that makes the figures stricter.
 
 from __future__ import annotations
 
+import os
+import random
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,9 +33,11 @@ from _common import (
     full_login,
     interleave,
     populate_sqlite,
+    service,
 )
 
-from twostep import CodeRequired, LoggedIn, TwoStep
+from twostep import CodeRequired, LoggedIn, SQLiteStore, TwoStep
+from twostep.stores._sql import AUDIT_COLUMNS, SESSION_COLUMNS, to_us
 from twostep.testing import ManualClock
 
 
@@ -70,6 +76,185 @@ def _login(ts: TwoStep, clock: ManualClock, people: list[Enrolled]) -> Callable[
         return elapsed
 
     return sample
+
+
+def _fill_year(
+    ts: TwoStep, clock: ManualClock, account_id: str, sessions: int, events: int
+) -> float:
+    """Add ``sessions`` sessions and ``events`` audit events over the last 430 days.
+
+    Straight into the tables with ``executemany`` (not through the API): the sessions
+    of the account's users, each 12 hours long, the events of the account in the
+    order of their ids. Returns the seconds it took.
+    """
+    started = time.perf_counter()
+    store = ts._context.store
+    assert isinstance(store, SQLiteStore)
+    db = store._connection()
+    now = to_us(clock.now())
+    span = 430 * 86_400 * 1_000_000
+    user_ids = [row[0] for row in db.execute("SELECT id FROM users LIMIT 100000")]
+    twelve_hours = 12 * 3600 * 1_000_000
+
+    assert len(SESSION_COLUMNS.split(",")) == 9
+
+    def session_rows() -> Iterator[tuple[object, ...]]:
+        for i in range(sessions):
+            issued = now - random.randrange(span)
+            user = user_ids[i % len(user_ids)]
+            expires = issued + twelve_hours
+            yield (os.urandom(32).hex(), user, account_id, issued, expires, 0, 0, 0, issued)
+
+    first = db.execute(
+        "SELECT coalesce(max(id), 0) FROM audit WHERE account_id = ?", (account_id,)
+    ).fetchone()[0]
+
+    def audit_rows() -> Iterator[tuple[object, ...]]:
+        for i in range(events):
+            at = now - span + span * i // events  # oldest first, as the ids grow
+            user = user_ids[i % len(user_ids)]
+            yield (account_id, first + i + 1, at, "user", user, "login", None, "success", "otp", 1)
+
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(
+        f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({', '.join('?' * 9)})",  # noqa: S608
+        session_rows(),
+    )
+    db.executemany(
+        f"INSERT INTO audit (account_id, id, {AUDIT_COLUMNS.replace('account_id, ', '')}) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        audit_rows(),
+    )
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return time.perf_counter() - started
+
+
+def _code_step(ts: TwoStep, clock: ManualClock, people: list[Enrolled]) -> Callable[[], float]:
+    def sample() -> float:
+        clock.advance(NEXT_CODE)
+        steps = [ts.login(p.email, PASSWORD) for p in people]
+        codes = [p.phone.code() for p in people]
+        start = time.perf_counter()
+        for step, code in zip(steps, codes, strict=True):
+            assert isinstance(step, CodeRequired)
+            ts.complete_login(step, code)
+        return (time.perf_counter() - start) / len(people)
+
+    return sample
+
+
+def _check(ts: TwoStep, clock: ManualClock, people: list[Enrolled]) -> Callable[[], float]:
+    clock.advance(NEXT_CODE)
+    tokens = [full_login(ts, p).session.token for p in people]
+
+    def sample() -> float:
+        start = time.perf_counter()
+        for token in tokens:
+            ts.check_session(token)
+        return (time.perf_counter() - start) / len(tokens)
+
+    return sample
+
+
+def _trail(ts: TwoStep, clock: ManualClock, owner: Enrolled) -> Callable[[], float]:
+    clock.advance(NEXT_CODE)
+    session = full_login(ts, owner).session
+
+    def sample() -> float:
+        start = time.perf_counter()
+        page = ts.audit_trail(session)
+        elapsed = time.perf_counter() - start
+        assert len(page) == 100
+        return elapsed
+
+    return sample
+
+
+class _TimedTransactions:
+    """A store that times each of its transactions: until its commit, and with it."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.bodies: list[float] = []
+        self.times: list[float] = []
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[object]:
+        start = time.perf_counter()
+        with self.inner.transaction(write=write) as tx:
+            yield tx
+            self.bodies.append(time.perf_counter() - start)
+        self.times.append(time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def year_figures(quick: bool) -> list[Figure | Report]:
+    """Code step, session check and first audit page with a year of data, against 100 users.
+
+    The 100 users have 100 sessions and 1,000 audit events, so that both first pages
+    of the trail are full (100 events).
+    """
+    users, sessions, events = (
+        (2_000, 20_000, 200_000) if quick else (100_000, 1_000_000, 10_000_000)
+    )
+    out: list[Figure | Report] = []
+    with tempfile.TemporaryDirectory(prefix="twostep-bench-") as tmp:
+        root = Path(tmp)
+        # NORMAL: a synced commit (the default) would hide what the data adds.
+        small = populate_sqlite(root / "year100.db", 100, synchronous="NORMAL")
+        _fill_year(*small[:3], 100, 1_000)  # a first page of the trail is full on both
+        started = time.perf_counter()
+        big = populate_sqlite(root / "year.db", users, synchronous="NORMAL")
+        filled = (
+            _fill_year(big[0], big[1], big[2], sessions, events) + time.perf_counter() - started
+        )
+        rounds = 9 if quick else 31
+        pairs = [
+            (
+                "code_step",
+                _code_step(small[0], small[1], small[3]),
+                _code_step(big[0], big[1], big[3]),
+            ),
+            ("check_session", _check(*small[:2], small[3]), _check(*big[:2], big[3])),
+            ("audit_trail", _trail(*small[:2], small[3][0]), _trail(*big[:2], big[3][0])),
+        ]
+        for name, at_small, at_big in pairs:
+            t_small, t_big = interleave([at_small, at_big], rounds, warmup=3)
+            label = f"year_{name}" + (f" ({events:,} events)" if quick else "")
+            out.append(Figure(label, t_small, t_big, 1.3))
+        # The purge of the year, timing each of its transactions.
+        store = big[0]._context.store
+        assert isinstance(store, SQLiteStore)
+        timed = _TimedTransactions(store)
+        settings = big[0]._context.settings
+        purger = service(timed, settings, big[1])
+        started = time.perf_counter()
+        removed = purger.purge_expired()
+        took = time.perf_counter() - started
+        out.append(
+            Report(
+                "year_purge",
+                f"{removed:,} rows in {len(timed.times):,} transactions of at most "
+                f"{settings.purge_batch:,} rows (purge_batch), each "
+                f"{statistics.median(timed.times) * 1e3:.1f} ms (median); the longest "
+                f"{max(timed.bodies) * 1e3:.0f} ms until its commit, "
+                f"{max(timed.times) * 1e3:.0f} ms with it (a commit that fills the WAL "
+                f"to checkpoint_pages copies it back); {took:.1f} s in all",
+            )
+        )
+        out.append(
+            Report(
+                "year_data",
+                f"{users:,} users, {sessions:,} sessions, {events:,} audit events "
+                f"(filled in {filled:.0f} s), against 100 users",
+            )
+        )
+        for db in (small, big):
+            db[0]._context.store.close()
+    return out
 
 
 def main(quick: bool) -> list[Figure | Report]:
@@ -124,6 +309,7 @@ def main(quick: bool) -> list[Figure | Report]:
         )
         for db in (small, big):
             db[0]._context.store.close()
+    out.extend(year_figures(quick))
     return out
 
 

@@ -35,9 +35,9 @@ SETTINGS = dataclasses.replace(Settings(), password_hash=LOWERED, backup_code_ha
 DSN_ENV = "TWOSTEP_TEST_POSTGRES_DSN"
 
 
-def _open(kind: str, where: str) -> Store:
+def _open(kind: str, where: str, synchronous: str = "FULL") -> Store:
     if kind == "sqlite":
-        return SQLiteStore(where)
+        return SQLiteStore(where, synchronous=synchronous)
     from twostep.stores.postgres import PostgresStore
 
     return PostgresStore(where, max_size=2)
@@ -51,8 +51,9 @@ def _worker(
     barrier: Barrier,
     seconds: float,
     results: Queue[int],
+    synchronous: str,
 ) -> None:
-    store = _open(kind, where)
+    store = _open(kind, where, synchronous)
     clock = ManualClock(start_at)
     ts = service(store, SETTINGS, clock)
     phones = [(email, Phone(secret, clock)) for email, secret in people]
@@ -70,8 +71,9 @@ def _worker(
     store.close()
 
 
-def _measure(kind: str, where: str, seconds: float) -> float:
-    store = _open(kind, where)
+def measure(kind: str, where: str, seconds: float, synchronous: str = "FULL") -> float:
+    """Full logins per second, ``WORKERS`` processes (SQLite with ``synchronous``)."""
+    store = _open(kind, where, synchronous)
     clock = ManualClock()
     ts = service(store, SETTINGS, clock)
     account = ts.create_account("throughput")
@@ -90,7 +92,8 @@ def _measure(kind: str, where: str, seconds: float) -> float:
         mine = people[w * USERS_PER_WORKER : (w + 1) * USERS_PER_WORKER]
         pairs = [(p.email, p.phone._totp.secret) for p in mine]
         proc = ctx.Process(
-            target=_worker, args=(kind, where, pairs, start_at, barrier, seconds, results)
+            target=_worker,
+            args=(kind, where, pairs, start_at, barrier, seconds, results, synchronous),
         )
         proc.start()
         procs.append(proc)
@@ -111,7 +114,7 @@ def main(quick: bool) -> list[Report]:
     params = f"Argon2id t={LOWERED.time_cost} m={LOWERED.memory_cost} KiB p={LOWERED.parallelism}"
     out = []
     with tempfile.TemporaryDirectory(prefix="twostep-bench-") as tmp:
-        rate = _measure("sqlite", str(Path(tmp) / "throughput.db"), seconds)
+        rate = measure("sqlite", str(Path(tmp) / "throughput.db"), seconds)
     out.append(
         Report("logins_per_s_sqlite", f"{rate:.0f} full logins/s, {WORKERS} processes ({params})")
     )
@@ -123,7 +126,7 @@ def main(quick: bool) -> list[Report]:
         except ImportError:
             pass
         else:
-            rate = _measure("postgres", dsn, seconds)
+            rate = measure("postgres", dsn, seconds)
             text = f"{rate:.0f} full logins/s, {WORKERS} processes ({params})"
     out.append(Report("logins_per_s_postgres", text))
     return out

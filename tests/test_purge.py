@@ -6,13 +6,18 @@ tests check that the service passes the right cutoff and that users see no diffe
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 import twostep as ts
 from twostep._domain import ThrottleKey, ThrottleScope
+from twostep._store import PurgeBatch
 from twostep.testing import FAST, ManualClock, Phone
 
 from .conftest import PASSWORD, World
@@ -139,3 +144,71 @@ def test_r6_a_counter_stays_while_it_blocks_and_until_the_longest_forget_after(
     clock.advance(0.000_001)
     assert service.purge_expired() == 1
     assert failures(store, key) is None
+
+
+class _Batches:
+    """A store that records, per transaction, the limits of its purge batches and their yield."""
+
+    def __init__(self, inner: ts.Store) -> None:
+        self.inner = inner
+        self.transactions: list[list[tuple[int, int]]] = []
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[ts.Transaction]:
+        calls: list[tuple[int, int]] = []
+        with self.inner.transaction(write=write) as tx:
+            yield _PurgeSpy(tx, calls)
+        if calls:
+            self.transactions.append(calls)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _PurgeSpy:
+    def __init__(self, tx: ts.Transaction, calls: list[tuple[int, int]]) -> None:
+        self._tx = tx
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def purge_expired(self, now: datetime, **given: Any) -> PurgeBatch:
+        batch = self._tx.purge_expired(now, **given)
+        self._calls.append((given["limit"], batch.removed))
+        return batch
+
+
+def test_r130_purge_runs_in_transactions_of_a_bounded_batch_and_removes_everything(
+    store: ts.Store, clock: ManualClock, keyring: ts.AESGCMKeyring
+) -> None:
+    spy = _Batches(store)
+    settings = replace(FAST, purge_batch=2)
+    service = ts.TwoStep(spy, issuer="Acme", clock=clock, settings=settings, cipher=keyring)  # type: ignore[arg-type]
+    account = service.create_account("Acme")
+    emails = [f"user{i}@acme.test" for i in range(5)]
+    for i, email in enumerate(emails):
+        service.create_user(
+            account.id, email, PASSWORD, ts.Role.OWNER if i == 0 else ts.Role.MEMBER
+        )
+    sessions = [service.login(email, PASSWORD).session for email in emails]  # type: ignore[union-attr]
+    clock.advance(settings.session_ttl.total_seconds())
+
+    assert service.purge_expired() == len(sessions)
+    # One batch per transaction, each given the setting as its limit and removing no
+    # more; the 5 sessions needed several.
+    assert all(len(calls) == 1 for calls in spy.transactions)
+    assert {limit for [(limit, _)] in spy.transactions} == {2}
+    assert max(removed for [(_, removed)] in spy.transactions) <= 2
+    assert len(spy.transactions) > 3
+    with store.transaction(write=False) as tx:
+        assert all(
+            tx.get_session(hashlib.sha256(s.token.encode()).hexdigest()) is None for s in sessions
+        )
+    spy.transactions.clear()
+    assert service.purge_expired() == 0
+
+
+def test_r130_purge_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="purge_batch"):
+        replace(FAST, purge_batch=0)

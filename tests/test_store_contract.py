@@ -106,6 +106,18 @@ def seed(store: ts.Store, *users: ts.User, accounts: tuple[str, ...] = ("acc1",)
             tx.add_user(u)
 
 
+def purge(tx: ts.Transaction, now: datetime, **cutoffs: Any) -> int:
+    """A whole purge in batches of 2 rows (R130): how many rows went or were cleared."""
+    removed, resume = 0, None
+    while True:
+        batch = tx.purge_expired(now, limit=2, resume=resume, **cutoffs)
+        assert batch.removed <= 2
+        removed += batch.removed
+        if batch.resume is None:
+            return removed
+        resume = batch.resume
+
+
 # -- accounts -------------------------------------------------------------------------------
 
 
@@ -403,6 +415,67 @@ def test_session_round_trip_and_delete(contract_store: ts.Store) -> None:
         assert tx.get_session(session.token_hash) is None
 
 
+@pytest.mark.parametrize("write", [False, True])
+def test_a_session_comes_with_its_user_and_account_in_one_read(
+    contract_store: ts.Store, write: bool
+) -> None:
+    holder = full_user()
+    seed(contract_store, holder, accounts=("acc1", "acc2"))
+    with contract_store.transaction() as tx:
+        tx.put_account(account("acc1", two_factor_required=True, session_generation=5))
+    session = SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 5, 7)
+    elsewhere = SessionRecord("o" * 64, "u1", "acc2", T0, T0 + timedelta(hours=1), 0, 7)
+    with contract_store.transaction() as tx:
+        tx.put_session(session)
+        tx.put_session(elsewhere)
+    with contract_store.transaction(write=write) as tx:
+        assert tx.get_session_with_user("never existed") is None
+        found = tx.get_session_with_user(session.token_hash)
+        other = tx.get_session_with_user(elsewhere.token_hash)
+    assert found == (
+        session,
+        holder,
+        account("acc1", two_factor_required=True, session_generation=5),
+    )
+    assert other == (elsewhere, holder, account("acc2"))
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_a_session_whose_user_or_account_is_gone_comes_with_none(
+    contract_store: ts.Store, write: bool
+) -> None:
+    seed(contract_store, user("u1", "a@example.test"))
+    orphan = SessionRecord("s" * 64, "gone", "acc1", T0, T0 + timedelta(hours=1), 0, 0)
+    stray = SessionRecord("t" * 64, "u1", "no-such-account", T0, T0 + timedelta(hours=1), 0, 0)
+    with contract_store.transaction() as tx:
+        tx.put_session(orphan)
+        tx.put_session(stray)
+    with contract_store.transaction(write=write) as tx:
+        assert tx.get_session_with_user(orphan.token_hash) == (orphan, None, account())
+        assert tx.get_session_with_user(stray.token_hash) == (
+            stray,
+            user("u1", "a@example.test"),
+            None,
+        )
+
+
+def test_a_user_read_with_a_session_is_written_back_in_full(contract_store: ts.Store) -> None:
+    # SQLite writes back only the columns of a user that changed since it was read: a
+    # user read through the session must count as read.
+    seed(contract_store, user("u1", "a@example.test"))
+    with contract_store.transaction() as tx:
+        tx.put_session(SessionRecord("s" * 64, "u1", "acc1", T0, T0 + timedelta(hours=1), 0, 0))
+    with contract_store.transaction() as tx:
+        found = tx.get_session_with_user("s" * 64)
+        assert found is not None
+        assert found.user is not None
+        tx.put_user(replace(found.user, role=ts.Role.MANAGER, session_generation=3))
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_user("u1") == user(
+            "u1", "a@example.test", role=ts.Role.MANAGER, session_generation=3
+        )
+
+
 def test_r96_r99_session_keeps_its_members_generation_and_second_factor_time(
     contract_store: ts.Store,
 ) -> None:
@@ -491,7 +564,7 @@ def test_r98_purge_deletes_expired_devices(contract_store: ts.Store) -> None:
         for n, expires in enumerate((now - timedelta(seconds=1), now, now + timedelta(seconds=1))):
             tx.put_device(device(f"h{n}", f"d{n}", expires_at=expires))
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 2
+        assert purge(tx, now, throttles_before=T0) == 2
     with contract_store.transaction(write=False) as tx:
         assert [d.id for d in tx.devices_of("u1")] == ["d2"]
 
@@ -516,6 +589,22 @@ def test_throttle_round_trip_update_and_delete(contract_store: ts.Store) -> None
     with contract_store.transaction(write=False) as tx:
         assert tx.get_throttle(first.key) is None
         assert tx.get_throttle(email) is not None
+
+
+def test_a_throttle_found_missing_then_written_is_read_back_in_the_same_transaction(
+    contract_store: ts.Store,
+) -> None:
+    state = ThrottleState(USER_U1, 2, None, T0)
+    with contract_store.transaction() as tx:
+        assert tx.get_throttle(USER_U1) is None
+        assert tx.get_throttle(USER_U1) is None  # asked twice, as a code login does
+        tx.put_throttle(state)
+        assert tx.get_throttle(USER_U1) == state
+        tx.delete_throttle(USER_U1)
+        assert tx.get_throttle(USER_U1) is None
+        tx.put_throttle(state)
+    with contract_store.transaction(write=False) as tx:
+        assert tx.get_throttle(USER_U1) == state
 
 
 def test_throttle_keys_of_each_scope_are_separate_counters(contract_store: ts.Store) -> None:
@@ -682,14 +771,14 @@ def test_purge_expired_deletes_only_what_has_expired(contract_store: ts.Store) -
             tx.put_session(SessionRecord(f"s{n}", "u1", "acc1", T0, expires, 0, 0))
         tx.put_throttle(ThrottleState(USER_U1, 1, None, T0))
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 4
+        assert purge(tx, now, throttles_before=T0) == 4
     with contract_store.transaction(write=False) as tx:
         assert [tx.get_challenge(f"c{n}") is None for n in range(3)] == [True, True, False]
         assert [tx.get_session(f"s{n}") is None for n in range(3)] == [True, True, False]
         assert tx.get_throttle(USER_U1) is not None
         assert tx.get_user("u1") is not None
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 0
+        assert purge(tx, now, throttles_before=T0) == 0
 
 
 def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
@@ -724,7 +813,7 @@ def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
         for state in rows.values():
             tx.put_throttle(state)
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=cutoff) == 3
+        assert purge(tx, now, throttles_before=cutoff) == 3
     with contract_store.transaction(write=False) as tx:
         kept = {key for key in rows if tx.get_throttle(key) is not None}
         assert all(tx.get_throttle(key) == rows[key] for key in kept)
@@ -734,7 +823,7 @@ def test_r6_purge_deletes_throttle_rows_that_neither_block_nor_count(
         ThrottleKey(email, "recent@example.test"),
     }
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=cutoff) == 0
+        assert purge(tx, now, throttles_before=cutoff) == 0
 
 
 def _without_pending(u: ts.User) -> ts.User:
@@ -756,7 +845,7 @@ def test_r11_purge_clears_expired_pending_secrets_and_nothing_else_of_the_user(
     seed(contract_store, enrolled, lapsed, waiting, plain)
 
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 2
+        assert purge(tx, now, throttles_before=T0) == 2
         assert tx.get_user("u1") == _without_pending(enrolled)  # seen in the same transaction
     with contract_store.transaction(write=False) as tx:
         assert tx.get_user("u1") == _without_pending(enrolled)
@@ -764,7 +853,7 @@ def test_r11_purge_clears_expired_pending_secrets_and_nothing_else_of_the_user(
         assert tx.get_user("u3") == waiting
         assert tx.get_user("u4") == plain
     with contract_store.transaction() as tx:
-        assert tx.purge_expired(now, throttles_before=T0) == 0
+        assert purge(tx, now, throttles_before=T0) == 0
 
 
 def test_a_user_written_after_a_purge_in_the_same_transaction_is_stored_as_given(
@@ -775,7 +864,7 @@ def test_a_user_written_after_a_purge_in_the_same_transaction_is_stored_as_given
     with contract_store.transaction() as tx:
         read = tx.get_user("u1")
         assert read is not None
-        assert tx.purge_expired(T0, throttles_before=T0) == 1
+        assert purge(tx, T0, throttles_before=T0) == 1
         changed = read.accept_step(58_000_001)  # read before the purge: still pending
         tx.put_user(changed)
     with contract_store.transaction(write=False) as tx:
@@ -791,7 +880,7 @@ def test_a_rolled_back_purge_restores_everything(contract_store: ts.Store) -> No
     )
 
     def writes(tx: ts.Transaction) -> None:
-        assert tx.purge_expired(now, throttles_before=now - timedelta(days=1)) == 4
+        assert purge(tx, now, throttles_before=now - timedelta(days=1)) == 4
 
     with pytest.raises(Boom):
         abort_after(contract_store, writes)
@@ -1006,11 +1095,12 @@ def test_r77_purge_deletes_audit_events_past_their_retention(contract_store: ts.
             tx.add_audit(event(0, at=at, action=name, account_id=None))
         tx.add_audit(event(0, at=now - 30 * day, action="at_cutoff", account_id=None))
     with contract_store.transaction() as tx:  # no cutoff given: every event stays
-        assert tx.purge_expired(now, throttles_before=T0) == 0
+        assert purge(tx, now, throttles_before=T0) == 0
     with contract_store.transaction() as tx:
         # The 3 ancient events (both accounts', and one of no account), and the one of no
         # account past 30 days; the one at the cutoff stays (``at <`` the cutoff goes).
-        gone = tx.purge_expired(
+        gone = purge(
+            tx,
             now,
             throttles_before=T0,
             audit_before=now - 400 * day,
@@ -1022,8 +1112,8 @@ def test_r77_purge_deletes_audit_events_past_their_retention(contract_store: ts.
             assert kept == ["today", "recent", "old"]
     with contract_store.transaction() as tx:
         # Of no account: recent and at_cutoff go, today (at == now) stays.
-        assert tx.purge_expired(now, throttles_before=T0, anonymous_audit_before=now) == 2
-        assert tx.purge_expired(now, throttles_before=T0, audit_before=now + day) == 3 + 3 + 1
+        assert purge(tx, now, throttles_before=T0, anonymous_audit_before=now) == 2
+        assert purge(tx, now, throttles_before=T0, audit_before=now + day) == 3 + 3 + 1
     with contract_store.transaction(write=False) as tx:
         assert tx.audit_events("acc1", 10) == []
 
@@ -1038,7 +1128,7 @@ def test_r77_a_rolled_back_purge_restores_the_audit_trail(contract_store: ts.Sto
     def writes(tx: ts.Transaction) -> None:
         assert tx.repeat_audit(throttled(1), T0)
         tx.add_audit(event(9))
-        assert tx.purge_expired(T0, throttles_before=T0, audit_before=T0 + timedelta(days=1)) == 6
+        assert purge(tx, T0, throttles_before=T0, audit_before=T0 + timedelta(days=1)) == 6
         tx.add_audit(event(10))
         assert tx.repeat_audit(throttled(11), T0) is False
 
@@ -1132,6 +1222,57 @@ def test_r82_a_rolled_back_deletion_restores_the_user(contract_store: ts.Store) 
         assert tx.get_challenge(challenge.token_hash) == challenge
         assert tx.get_session(session.token_hash) == session
         assert tx.get_throttle(throttle.key) == throttle
+
+
+def test_r130_each_purge_batch_looks_at_no_more_rows_than_its_limit(
+    contract_store: ts.Store,
+) -> None:
+    # 7 rows in each of the 6 tables, 4 of them expired. A batch takes the next 3 keys
+    # of one table, so each table takes 3 batches (3 keys, 3 keys, the last one): 18
+    # batches in all, none removing more than 3, and all 24 expired rows gone at the end.
+    now = T0 + timedelta(days=2)
+    ages = [timedelta(days=1)] * 4 + [-timedelta(days=1)] * 3  # 4 expired, 3 not yet
+    seed(
+        contract_store,
+        *(
+            user(
+                f"u{i}",
+                f"u{i}@example.test",
+                two_factor=TwoFactorState(pending_secret="v1:p", pending_expires_at=now - age),
+            )
+            for i, age in enumerate(ages)
+        ),
+    )
+    with contract_store.transaction() as tx:
+        for i, age in enumerate(ages):
+            token = f"t{i}".ljust(64, "x")
+            kind = ChallengeKind.CODE
+            tx.put_challenge(LoginChallenge(token, f"u{i}", kind, T0, now - age))
+            tx.put_session(SessionRecord(token, f"u{i}", "acc1", T0, now - age, 0, 0))
+            tx.put_device(device(token, f"d{i}", f"u{i}", expires_at=now - age))
+            key = ThrottleKey(ThrottleScope.USER, f"u{i}")
+            tx.put_throttle(ThrottleState(key, 1, None, now - 2 * age))
+            tx.add_audit(event(i, at=now - 300 * age))
+    cutoffs = {"throttles_before": now, "audit_before": now - timedelta(days=100)}
+    batches: list[int] = []
+    resume = None
+    while True:
+        with contract_store.transaction() as tx:  # one transaction per batch, as the service
+            batch = tx.purge_expired(now, limit=3, resume=resume, **cutoffs)
+        batches.append(batch.removed)
+        if batch.resume is None:
+            break
+        resume = batch.resume
+    assert len(batches) == 6 * 3
+    assert max(batches) <= 3
+    assert sum(batches) == 6 * 4
+    with contract_store.transaction() as tx:
+        assert purge(tx, now, **cutoffs) == 0
+        assert len(tx.audit_events("acc1", 10)) == 3
+        assert [d.id for u in ("u4", "u5", "u6") for d in tx.devices_of(u)] == ["d4", "d5", "d6"]
+        assert [tx.get_session(f"t{i}".ljust(64, "x")) is None for i in range(7)] == [True] * 4 + [
+            False
+        ] * 3
 
 
 # -- security keys (R100-R109) ------------------------------------------------------------------

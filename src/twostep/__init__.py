@@ -49,7 +49,7 @@ from ._results import (
 )
 from ._service import TwoStep
 from ._settings import Argon2Params, PasskeySettings, Settings, ThrottleSettings
-from ._store import SealedKeyUse, Store, Transaction
+from ._store import PurgeBatch, SealedKeyUse, SessionWithUser, Store, Transaction
 
 if TYPE_CHECKING:
     from ._async import AsyncTwoStep
@@ -91,6 +91,7 @@ __all__ = [
     "PasswordReset",
     "PasskeySettings",
     "NotAllowed",
+    "PurgeBatch",
     "Outcome",
     "RequiredOf",
     "Role",
@@ -99,6 +100,7 @@ __all__ = [
     "SecurityKeyInfo",
     "Session",
     "SessionInvalid",
+    "SessionWithUser",
     "Settings",
     "StepUpRequired",
     "Store",

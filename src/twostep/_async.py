@@ -30,6 +30,7 @@ from ._results import (
     LoggedIn,
     LoginStep,
     PasswordReset,
+    SecurityKeyInfo,
     Session,
     TwoFactorStatus,
 )
@@ -138,6 +139,20 @@ class AsyncTwoStep:
             functools.partial(self._sync.begin_second_step, user_id, client=client)
         )
 
+    async def security_key_login_options(self, challenge: str | CodeRequired) -> str:
+        """R103: the WebAuthn request options of a login's second step, as JSON text."""
+        return await self._run(functools.partial(self._sync.security_key_login_options, challenge))
+
+    async def complete_login_with_security_key(
+        self, challenge: str | CodeRequired, assertion: str, *, client: str | None = None
+    ) -> LoggedIn:
+        """R103: step 2 with a security key's assertion instead of a code."""
+        return await self._run(
+            functools.partial(
+                self._sync.complete_login_with_security_key, challenge, assertion, client=client
+            )
+        )
+
     async def check_session(self, session: SessionRef) -> Session:
         """The session behind a token, if it is still valid (R21, R41); else ``SessionInvalid``."""
         return await self._run(functools.partial(self._sync.check_session, session))
@@ -149,6 +164,51 @@ class AsyncTwoStep:
     async def step_up(self, session: SessionRef, code: str) -> Session:
         """R99: pass a code again in this session, before a sensitive action."""
         return await self._run(functools.partial(self._sync.step_up, session, code))
+
+    async def step_up_with_security_key(self, session: SessionRef, assertion: str) -> Session:
+        """R99, R103: a security key's assertion passed again in this session."""
+        return await self._run(
+            functools.partial(self._sync.step_up_with_security_key, session, assertion)
+        )
+
+    async def begin_security_key_registration(self, session: SessionRef) -> str:
+        """R101: the WebAuthn creation options of a new security key, as JSON text."""
+        return await self._run(
+            functools.partial(self._sync.begin_security_key_registration, session)
+        )
+
+    async def finish_security_key_registration(
+        self, session: SessionRef, credential: str, name: str
+    ) -> SecurityKeyInfo:
+        """R101: the browser's new credential, saved under ``name``."""
+        return await self._run(
+            functools.partial(
+                self._sync.finish_security_key_registration, session, credential, name
+            )
+        )
+
+    async def list_security_keys(self, session: SessionRef) -> tuple[SecurityKeyInfo, ...]:
+        """R105: one's security keys, oldest first."""
+        return await self._run(functools.partial(self._sync.list_security_keys, session))
+
+    async def begin_security_key_check(self, session: SessionRef) -> str:
+        """The WebAuthn request options to check one of one's keys, as JSON text."""
+        return await self._run(functools.partial(self._sync.begin_security_key_check, session))
+
+    async def remove_security_key(
+        self,
+        session: SessionRef,
+        key_id: str,
+        *,
+        code: str | None = None,
+        assertion: str | None = None,
+    ) -> None:
+        """R106: remove one of one's keys, with a code or a key's assertion."""
+        return await self._run(
+            functools.partial(
+                self._sync.remove_security_key, session, key_id, code=code, assertion=assertion
+            )
+        )
 
     async def remember_device(
         self, session: SessionRef, *, valid_for: timedelta | None = None, label: str | None = None

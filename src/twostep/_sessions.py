@@ -58,16 +58,12 @@ class Actor(NamedTuple):
 
 def authenticate(w: Work, settings: Settings, session: object) -> Actor:
     """The actor behind a session, checked as on every request (R21, R41, R70)."""
-    record = w.tx.get_session(token_hash(session_token(session)))
-    if record is None:
+    found = w.tx.get_session_with_user(token_hash(session_token(session)))
+    if found is None:
         msg = "unknown or logged-out session"
         raise SessionInvalid(msg, reason="unknown")
-    user, account = record.check_valid(
-        w.now,
-        settings.session_ttl,
-        w.tx.get_user(record.user_id),
-        w.tx.get_account(record.account_id),
-    )
+    record = found.record
+    user, account = record.check_valid(w.now, settings.session_ttl, found.user, found.account)
     return Actor(record, user, account)
 
 

@@ -89,6 +89,9 @@ class Settings:
     audit_retention: timedelta | None = timedelta(days=400)
     #: How long it keeps the events of no account: attempts on unknown emails (R77).
     anonymous_audit_retention: timedelta | None = timedelta(days=30)
+    #: Rows one transaction of ``purge_expired`` looks at, at most (R130): a purge is
+    #: many short transactions, so that logins wait for none of them for long.
+    purge_batch: int = 1_000
     #: Backup codes handed out at each enrolment (R10).
     backup_code_count: int = 10
     password_hash: Argon2Params = PASSWORD_DEFAULT
@@ -135,8 +138,8 @@ class Settings:
         if self.secret_bytes < _MIN_SECRET_BYTES:
             msg = f"secret_bytes must be at least {_MIN_SECRET_BYTES} (128 bits, RFC 4226)"
             raise ValueError(msg)
-        if self.challenge_max_attempts < 1 or self.backup_code_count < 1:
-            msg = "challenge_max_attempts and backup_code_count must be >= 1"
+        if self.challenge_max_attempts < 1 or self.backup_code_count < 1 or self.purge_batch < 1:
+            msg = "challenge_max_attempts, backup_code_count and purge_batch must be >= 1"
             raise ValueError(msg)
         for name, optional in (
             ("remember_device_for", False),

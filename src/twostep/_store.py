@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._audit import AuditEvent
 from ._domain import (
@@ -30,7 +30,38 @@ if TYPE_CHECKING:
     from ._audit_pages import AuditQuery  # loaded on first use: see its module
     from ._user_pages import UserQuery  # likewise
 
-__all__ = ["SealedKeyUse", "Store", "Transaction", "sealed_key_id"]
+__all__ = [
+    "PurgeBatch",
+    "PurgeResume",
+    "SealedKeyUse",
+    "SessionWithUser",
+    "Store",
+    "Transaction",
+    "sealed_key_id",
+]
+
+#: Where the next batch of a purge starts, as the store that returned it says: the
+#: caller hands it back as it is.
+PurgeResume = tuple[Any, ...]
+
+
+class PurgeBatch(NamedTuple):
+    """What one batch of :meth:`Transaction.purge_expired` did."""
+
+    #: Rows deleted, or users whose expired enrolment was cleared.
+    removed: int
+    #: Where the next batch starts; ``None``: the purge is done.
+    resume: PurgeResume | None
+
+
+class SessionWithUser(NamedTuple):
+    """A session with its user and account: see :meth:`Transaction.get_session_with_user`."""
+
+    record: SessionRecord
+    #: ``None`` if the user is gone (the session is then revoked).
+    user: User | None
+    #: ``None`` if the account is gone.
+    account: Account | None
 
 
 class SealedKeyUse(NamedTuple):
@@ -150,6 +181,15 @@ class Transaction(Protocol):
         ...
 
     def get_session(self, token_hash: str) -> SessionRecord | None: ...
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        """The session under ``token_hash`` with its user and account, or ``None``.
+
+        What :meth:`get_session`, then :meth:`get_user` and :meth:`get_account` of its
+        ``user_id`` and ``account_id`` would return, locks included, in one read where
+        the store can: every request with a session asks for it.
+        """
+        ...
+
     def put_session(self, session: SessionRecord) -> None: ...
     def delete_session(self, token_hash: str) -> None: ...
 
@@ -216,17 +256,25 @@ class Transaction(Protocol):
         throttles_before: datetime,
         audit_before: datetime | None = None,
         anonymous_audit_before: datetime | None = None,
-    ) -> int:
-        """Remove state that can no longer matter; return how many rows went or were cleared.
+        limit: int,
+        resume: PurgeResume | None = None,
+    ) -> PurgeBatch:
+        """One batch of a purge of what can no longer matter (R130).
 
-        It deletes the login challenges, sessions and remembered devices with
-        ``expires_at <= now``, and the
-        throttle rows with ``last_failure_at < throttles_before`` that are not blocking
-        (``blocked_until`` is None or ``<= now``). On users whose pending enrolment has
-        expired (``pending_expires_at <= now``) it clears ``pending_secret`` and
-        ``pending_expires_at``, and nothing else. It deletes the audit events with
-        ``at < audit_before``, and those of no account with ``at < anonymous_audit_before``
-        (R77); ``None`` keeps them.
+        A batch looks at no more than ``limit`` rows, of one table, in the order of its
+        key from where ``resume`` says (``None``: the start), and removes or clears
+        those among them that expired; it returns how many, and where the next batch
+        starts, ``None`` once every table has been gone through. A purge is the batches
+        from ``resume=None`` until ``None`` comes back, each in its own transaction, so
+        that none holds the write lock for long.
+
+        What expired: the login challenges, sessions and remembered devices with
+        ``expires_at <= now``, and the throttle rows with ``last_failure_at <
+        throttles_before`` that are not blocking (``blocked_until`` is None or ``<=
+        now``). On users whose pending enrolment has expired (``pending_expires_at <=
+        now``) it clears ``pending_secret`` and ``pending_expires_at``, and nothing
+        else. The audit events with ``at < audit_before``, and those of no account with
+        ``at < anonymous_audit_before`` (R77); ``None`` keeps them.
         """
         ...
 

@@ -11,6 +11,7 @@ from .._codes import open_totp_key, seal_totp_key
 from .._crypto import KEYS_ENV, AESGCMKeyring, Cipher, shown_key_id
 from .._domain import User
 from .._errors import ConfigurationError, InvalidInput, StoreError
+from .._store import PurgeResume
 from .._unit_of_work import Context
 
 __all__ = ["check_keys", "purge_expired", "reseal_secrets"]
@@ -28,7 +29,8 @@ def purge_expired(context: Context) -> int:
     of the three throttles (R6: such a counter would start again from 1 anyway; one
     cutoff for every kind keeps some counters longer than needed, never too short).
     And audit events older than ``audit_retention``, those of no account (attempts on
-    unknown emails) older than ``anonymous_audit_retention`` (R77).
+    unknown emails) older than ``anonymous_audit_retention`` (R77). In transactions
+    that each look at no more than ``purge_batch`` rows (R130).
     """
     s = context.settings
     keep = max(
@@ -36,13 +38,25 @@ def purge_expired(context: Context) -> int:
         s.password_throttle.forget_after,
         s.client_throttle.forget_after,
     )
-    with context.work() as w:
-        return w.tx.purge_expired(
-            w.now,
-            throttles_before=w.now - keep,
-            audit_before=_before(w.now, s.audit_retention),
-            anonymous_audit_before=_before(w.now, s.anonymous_audit_retention),
-        )
+    # R130: one batch per transaction, each bounded by purge_batch rows, all with the
+    # cutoffs of the purge's start, so that logins go on between them.
+    now = context.clock.now()
+    removed = 0
+    resume: PurgeResume | None = None
+    while True:
+        with context.work() as w:
+            batch = w.tx.purge_expired(
+                now,
+                throttles_before=now - keep,
+                audit_before=_before(now, s.audit_retention),
+                anonymous_audit_before=_before(now, s.anonymous_audit_retention),
+                limit=s.purge_batch,
+                resume=resume,
+            )
+        removed += batch.removed
+        if batch.resume is None:
+            return removed
+        resume = batch.resume
 
 
 def _before(now: datetime, retention: timedelta | None) -> datetime | None:

@@ -5,9 +5,10 @@ The schema these columns live in, and its migrations, are in ``_migrations``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._audit import AuditEvent, Outcome
 from .._audit_pages import AuditQuery
@@ -26,6 +27,7 @@ from .._domain import (
     TwoFactorState,
     User,
 )
+from .._store import PurgeBatch
 
 if TYPE_CHECKING:
     from .._user_pages import UserQuery  # which imports this module
@@ -53,10 +55,13 @@ __all__ = [
     "key_row",
     "opt_dt",
     "opt_us",
-    "purge",
+    "prefixed",
+    "purge_batch",
     "repeat_conditions",
     "session_of",
     "session_row",
+    "session_with_user_of",
+    "user_part",
     "throttle_of",
     "throttle_row",
     "to_us",
@@ -90,46 +95,129 @@ DEVICE_COLUMNS = (
 THROTTLE_COLUMNS = "key, failures, blocked_until, last_failure_at, in_flight, in_flight_at"
 AUDIT_COLUMNS = "at, account_id, actor, actor_id, action, target_id, outcome, reason, repeats"
 
+_SESSION_WIDTH = len(SESSION_COLUMNS.split(","))
+_USER_END = _SESSION_WIDTH + len(USER_COLUMNS.split(","))
 
-def purge(
+
+def prefixed(alias: str, columns: str) -> str:
+    """A column list with each column named through a table alias: ``s.token_hash, ...``."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+@functools.lru_cache(maxsize=4096)
+def session_with_user_of(row: tuple[Any, ...]) -> tuple[SessionRecord, User | None, Account | None]:
+    """A session row joined with its user's and its account's, as values.
+
+    The user's and the account's columns are all ``NULL`` when the joined row is
+    missing. Every request of a session reads the same row again until something in it
+    changes, and the values are immutable: each distinct row is decoded once (for the
+    last 4,096 rows), and the store is still read every time.
+    """
+    session, user, account = row[:_SESSION_WIDTH], row[_SESSION_WIDTH:_USER_END], row[_USER_END:]
+    return (
+        session_of(session),
+        None if user[0] is None else user_of(user),
+        None if account[0] is None else account_of(account),
+    )
+
+
+def user_part(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The user's columns of a joined session row (``None`` if the user is gone)."""
+    user = row[_SESSION_WIDTH:_USER_END]
+    return None if user[0] is None else user
+
+
+class _Stage(NamedTuple):
+    """A table a purge goes through: its key, what it does to a row, and to which."""
+
+    table: str
+    key: str
+    change: str
+    condition: str
+    args: tuple[Any, ...]
+
+
+def purge_batch(
+    query: Callable[[str, tuple[Any, ...]], tuple[Any, ...] | None],
     execute: Callable[[str, tuple[Any, ...]], int],
     mark: str,
     now: datetime,
     throttles_before: datetime,
     *,
-    audit_before: datetime | None = None,
-    anonymous_audit_before: datetime | None = None,
-    no_account: str = "account_id IS NULL",
-) -> tuple[int, int]:
-    """The statements of ``purge_expired``, for a driver whose placeholder is ``mark``.
+    audit_before: datetime | None,
+    anonymous_audit_before: datetime | None,
+    limit: int,
+    resume: tuple[Any, ...] | None,
+    audit_key: str,
+    no_account: str,
+) -> PurgeBatch:
+    """One batch of ``purge_expired`` (R130), for a driver whose placeholder is ``mark``.
 
-    ``execute`` runs one statement and returns its row count. Returns the rows deleted
-    and the users whose expired pending enrolment was cleared. ``no_account`` is the
-    condition that picks the audit events of no account (R77).
+    ``query`` runs a statement and returns its first row, ``execute`` one and returns
+    its row count. A batch takes the next ``limit`` keys of one table (a range of its
+    primary key, so it looks at no more rows than that) and changes the expired rows
+    in that range. ``resume`` is ``(stage, last key)``. ``audit_key`` is the audit
+    table's primary key; ``no_account`` the condition of events of no account (R77).
     """
     at = to_us(now)
-    deleted = 0
+    stages = [
+        _Stage(
+            "challenges", "token_hash", "DELETE FROM challenges", f"expires_at <= {mark}", (at,)
+        ),
+        _Stage("sessions", "token_hash", "DELETE FROM sessions", f"expires_at <= {mark}", (at,)),
+        _Stage(
+            "remembered_devices",
+            "token_hash",
+            "DELETE FROM remembered_devices",
+            f"expires_at <= {mark}",
+            (at,),
+        ),
+        _Stage(
+            "throttles",
+            "key",
+            "DELETE FROM throttles",
+            f"last_failure_at < {mark} AND (blocked_until IS NULL OR blocked_until <= {mark})",
+            (to_us(throttles_before), at),
+        ),
+        _Stage(
+            "users",
+            "id",
+            "UPDATE users SET pending_secret = NULL, pending_expires_at = NULL",
+            f"pending_expires_at <= {mark}",
+            (at,),
+        ),
+    ]
+    expired: list[str] = []
+    args: list[Any] = []
     if audit_before is not None:
-        deleted += execute(f"DELETE FROM audit WHERE at < {mark}", (to_us(audit_before),))
+        expired.append(f"at < {mark}")
+        args.append(to_us(audit_before))
     if anonymous_audit_before is not None:
-        deleted += execute(
-            f"DELETE FROM audit WHERE {no_account} AND at < {mark}",
-            (to_us(anonymous_audit_before),),
+        expired.append(f"({no_account} AND at < {mark})")
+        args.append(to_us(anonymous_audit_before))
+    if expired:
+        stages.append(
+            _Stage("audit", audit_key, "DELETE FROM audit", " OR ".join(expired), tuple(args))
         )
-    deleted += execute(f"DELETE FROM challenges WHERE expires_at <= {mark}", (at,))
-    deleted += execute(f"DELETE FROM sessions WHERE expires_at <= {mark}", (at,))
-    deleted += execute(f"DELETE FROM remembered_devices WHERE expires_at <= {mark}", (at,))
-    deleted += execute(
-        f"DELETE FROM throttles WHERE last_failure_at < {mark} "
-        f"AND (blocked_until IS NULL OR blocked_until <= {mark})",
-        (to_us(throttles_before), at),
+    stage, after = resume if resume is not None else (0, None)
+    table, key, change, condition, condition_args = stages[stage]
+    marks = ", ".join(mark for _ in key.split(","))
+    lower, lower_args = ("", ()) if after is None else (f"({key}) > ({marks})", tuple(after))
+    last = query(
+        f"SELECT {key} FROM {table}{' WHERE ' + lower if lower else ''} "
+        f"ORDER BY {key} LIMIT 1 OFFSET {mark}",
+        (*lower_args, limit - 1),
     )
-    cleared = execute(
-        "UPDATE users SET pending_secret = NULL, pending_expires_at = NULL "
-        f"WHERE pending_expires_at <= {mark}",
-        (at,),
+    ranges = [lower] if lower else []
+    if last is not None:
+        ranges.append(f"({key}) <= ({marks})")
+    removed = execute(
+        f"{change} WHERE {' AND '.join([*ranges, f'({condition})'])}",
+        (*lower_args, *(last or ()), *condition_args),
     )
-    return deleted, cleared
+    if last is not None:
+        return PurgeBatch(removed, (stage, tuple(last)))
+    return PurgeBatch(removed, (stage + 1, None) if stage + 1 < len(stages) else None)
 
 
 DIGEST = 32  # bytes of one backup-code digest
@@ -215,32 +303,34 @@ def user_row(u: User) -> tuple[Any, ...]:
 
 
 def user_of(r: Sequence[Any]) -> User:
+    # Positional, in the fields' order: every login and every session check reads a user.
     codes = None
     if r[13] is not None:
         blob = bytes(r[14])
         codes = BackupCodeSet(
-            salt=bytes(r[13]),
-            digests=tuple([blob[i : i + DIGEST] for i in range(0, len(blob), DIGEST)]),
-            used=tuple(map("1".__eq__, r[15])),
+            bytes(r[13]),
+            tuple(map(blob.__getitem__, _DIGEST_SLICES[len(blob) // DIGEST])),
+            tuple(map("1".__eq__, r[15])),
         )
+    enabled_at, pending_expires_at = r[10], r[12]
     return User(
-        id=r[0],
-        account_id=r[1],
-        email=r[2],
-        role=_ROLES[r[4]],
-        password_hash=r[5],
-        created_at=from_us(r[6]),
-        active=bool(r[7]),
-        two_factor=TwoFactorState(
-            secret=r[8],
-            last_step=r[9],
-            enabled_at=opt_dt(r[10]),
-            pending_secret=r[11],
-            pending_expires_at=opt_dt(r[12]),
+        r[0],
+        r[1],
+        r[2],
+        _ROLES[r[4]],
+        r[5],
+        from_us(r[6]),
+        bool(r[7]),
+        TwoFactorState(
+            r[8],
+            r[9],
+            None if enabled_at is None else from_us(enabled_at),
+            r[11],
+            None if pending_expires_at is None else from_us(pending_expires_at),
         ),
-        backup_codes=codes,
-        session_generation=r[16],
-        security_keys=r[17],
+        codes,
+        r[16],
+        r[17],
     )
 
 
@@ -270,6 +360,17 @@ def key_of(r: Sequence[Any]) -> SecurityKey:
         created_at=from_us(r[7]),
         last_used_at=opt_dt(r[8]),
     )
+
+
+class _Slices(dict[int, tuple[slice, ...]]):
+    """The slices that cut a blob of ``n`` digests, made once per ``n``."""
+
+    def __missing__(self, n: int) -> tuple[slice, ...]:
+        cuts = self[n] = tuple(slice(i * DIGEST, (i + 1) * DIGEST) for i in range(n))
+        return cuts
+
+
+_DIGEST_SLICES = _Slices()
 
 
 def challenge_row(c: LoginChallenge) -> tuple[Any, ...]:
@@ -310,15 +411,7 @@ def session_row(s: SessionRecord) -> tuple[Any, ...]:
 
 def session_of(r: Sequence[Any]) -> SessionRecord:
     return SessionRecord(
-        token_hash=r[0],
-        user_id=r[1],
-        account_id=r[2],
-        issued_at=from_us(r[3]),
-        expires_at=from_us(r[4]),
-        account_generation=r[5],
-        user_generation=r[6],
-        members_generation=r[7],
-        second_factor_at=opt_dt(r[8]),
+        r[0], r[1], r[2], from_us(r[3]), from_us(r[4]), r[5], r[6], r[7], opt_dt(r[8])
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import threading
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +24,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken
-from .._store import SealedKeyUse, sealed_key_id
+from .._store import PurgeBatch, PurgeResume, SealedKeyUse, SessionWithUser, sealed_key_id
 from .._user_pages import UserQuery
 
 __all__ = ["InMemoryStore"]
@@ -221,6 +223,14 @@ class _Tx:
     def get_session(self, token_hash: str) -> SessionRecord | None:
         return self._s.sessions.get(token_hash)
 
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        record = self._s.sessions.get(token_hash)
+        if record is None:
+            return None
+        return SessionWithUser(
+            record, self._s.users.get(record.user_id), self._s.accounts.get(record.account_id)
+        )
+
     def put_session(self, session: SessionRecord) -> None:
         self._set(self._s.sessions, session.token_hash, session)
 
@@ -292,7 +302,10 @@ class _Tx:
                     break
         return found
 
-    def _purge_audit(self, before: datetime | None, anonymous_before: datetime | None) -> int:
+    def _purge_audit(
+        self, start: int, stop: int, before: datetime | None, anonymous_before: datetime | None
+    ) -> int:
+        """Delete the expired events among ``audit[start:stop]``; how many went."""
         audit = self._s.audit
 
         def expired(event: AuditEvent) -> bool:
@@ -302,12 +315,12 @@ class _Tx:
                 and event.at < anonymous_before
             )
 
-        kept = [item for item in audit if not expired(item[1])]
-        gone = len(audit) - len(kept)
+        kept = [item for item in audit[start:stop] if not expired(item[1])]
+        gone = stop - start - len(kept)
         if gone:
             if self._audit_saved is None:
                 self._audit_saved = (list(audit), len(self._audit_repeats or ()))
-            audit[:] = kept
+            audit[start:stop] = kept
         return gone
 
     def purge_expired(
@@ -317,35 +330,73 @@ class _Tx:
         throttles_before: datetime,
         audit_before: datetime | None = None,
         anonymous_audit_before: datetime | None = None,
+        limit: int,
+        resume: PurgeResume | None = None,
+    ) -> PurgeBatch:
+        # The stages of the SQL stores: each table in the order of its key, ``limit``
+        # keys per batch; the audit trail by position.
+        stage, after = resume if resume is not None else (0, None)
+        if _STAGES[stage] == "audit":
+            audit = self._s.audit
+            start = 0 if after is None else bisect.bisect_right(audit, after, key=_position)
+            stop = min(start + limit, len(audit))
+            last = audit[stop - 1][0] if stop > start else None
+            removed = self._purge_audit(start, stop, audit_before, anonymous_audit_before)
+            more = stop - start == limit
+            return PurgeBatch(removed, (stage, last) if more else None)
+        table: dict[Any, Any] = getattr(self._s, _STAGES[stage])
+        keys = heapq.nsmallest(
+            limit, (k for k in table if after is None or _order(k) > after), key=_order
+        )
+        removed = sum(self._purge_one(_STAGES[stage], key, now, throttles_before) for key in keys)
+        if len(keys) == limit:
+            return PurgeBatch(removed, (stage, _order(keys[-1])))
+        done = (
+            _STAGES[stage + 1] == "audit"
+            and audit_before is None
+            and anonymous_audit_before is None
+        )
+        return PurgeBatch(removed, None if done else (stage + 1, None))
+
+    def _purge_one(
+        self,
+        table: str,
+        key: Any,  # noqa: ANN401 (a key of that table)
+        now: datetime,
+        throttles_before: datetime,
     ) -> int:
-        events = self._purge_audit(audit_before, anonymous_audit_before)
-        dead_c = [k for k, c in self._s.challenges.items() if c.expires_at <= now]
-        dead_s = [k for k, s in self._s.sessions.items() if s.expires_at <= now]
-        dead_d = [k for k, d in self._s.devices.items() if d.expires_at <= now]
-        dead_t = [
-            k
-            for k, t in self._s.throttles.items()
-            if t.last_failure_at < throttles_before
-            and (t.blocked_until is None or t.blocked_until <= now)
-        ]
-        lapsed = [
-            u
-            for u in self._s.users.values()
-            if u.two_factor.pending_expires_at is not None
-            and u.two_factor.pending_expires_at <= now
-        ]
-        for key in dead_c:
-            self.delete_challenge(key)
-        for key in dead_s:
-            self.delete_session(key)
-        for key in dead_d:
-            self.delete_device(key)
-        for throttle_key in dead_t:
-            self.delete_throttle(throttle_key)
-        for user in lapsed:
-            state = replace(user.two_factor, pending_secret=None, pending_expires_at=None)
-            self.put_user(replace(user, two_factor=state))
-        return events + len(dead_c) + len(dead_s) + len(dead_d) + len(dead_t) + len(lapsed)
+        """Remove (or clear) the row under ``key`` in ``table`` if it expired; 1 if so."""
+        if table == "throttles":
+            t = self._s.throttles[key]
+            if t.last_failure_at < throttles_before and (
+                t.blocked_until is None or t.blocked_until <= now
+            ):
+                self.delete_throttle(key)
+                return 1
+        elif table == "users":
+            user = self._s.users[key]
+            lapsed = user.two_factor.pending_expires_at
+            if lapsed is not None and lapsed <= now:
+                state = replace(user.two_factor, pending_secret=None, pending_expires_at=None)
+                self.put_user(replace(user, two_factor=state))
+                return 1
+        elif getattr(self._s, table)[key].expires_at <= now:  # challenges, sessions, devices
+            self._set(getattr(self._s, table), key, _MISSING)
+            return 1
+        return 0
+
+
+#: The tables a purge goes through, in order (as the store's attributes), then the trail.
+_STAGES = ("challenges", "sessions", "devices", "throttles", "users", "audit")
+
+
+def _order(key: str | ThrottleKey) -> str:
+    """The order of a key in its table: throttle keys as stored, as the SQL stores sort them."""
+    return key.stored if isinstance(key, ThrottleKey) else key
+
+
+def _position(item: _Positioned) -> int:
+    return item[0]
 
 
 def _repeat_key(e: AuditEvent) -> tuple[object, ...]:

@@ -42,7 +42,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken, StoreError
-from .._store import SealedKeyUse
+from .._store import PurgeBatch, PurgeResume, SealedKeyUse, SessionWithUser
 from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, POSTGRES, SCHEMA_VERSION, ensure_schema, refuse_newer
@@ -87,6 +87,19 @@ _PUT_CHALLENGE = _upsert("challenges", CHALLENGE_COLUMNS)
 _PUT_SESSION = _upsert("sessions", SESSION_COLUMNS)
 _PUT_DEVICE = _upsert("remembered_devices", DEVICE_COLUMNS)
 _PUT_THROTTLE = _upsert("throttles", THROTTLE_COLUMNS)
+# An inner join, so that a write transaction can lock the user and the account it
+# reads (PostgreSQL locks no row on the nullable side of an outer join).
+_GET_SESSION_WITH_USER = (
+    "SELECT {}, {}, {} FROM sessions AS s "
+    "JOIN users AS u ON u.id = s.user_id "
+    "JOIN accounts AS a ON a.id = s.account_id "
+    "WHERE s.token_hash = %s"
+).format(
+    *(
+        _sql.prefixed(alias, columns)
+        for alias, columns in (("s", SESSION_COLUMNS), ("u", USER_COLUMNS), ("a", ACCOUNT_COLUMNS))
+    )
+)
 _UPDATE_USER = "UPDATE users SET {} WHERE id = %s".format(
     ", ".join(f"{c.strip()} = %s" for c in USER_COLUMNS.split(",")[1:])
 )
@@ -264,6 +277,20 @@ class _Tx:
         )
         return None if row is None else _sql.session_of(row)
 
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        # The locks of get_user and get_account: the user FOR UPDATE, the account FOR SHARE.
+        locks = " FOR UPDATE OF u FOR SHARE OF a" if self._write else ""
+        row = self._one(_GET_SESSION_WITH_USER + locks, (token_hash,))
+        if row is None:
+            # No session, or one whose user or account is gone: read them one by one.
+            record = self.get_session(token_hash)
+            if record is None:
+                return None
+            return SessionWithUser(
+                record, self.get_user(record.user_id), self.get_account(record.account_id)
+            )
+        return SessionWithUser._make(_sql.session_with_user_of(row))
+
     def put_session(self, session: SessionRecord) -> None:
         self._conn.execute(_PUT_SESSION, _sql.session_row(session))
 
@@ -371,20 +398,26 @@ class _Tx:
         throttles_before: datetime,
         audit_before: datetime | None = None,
         anonymous_audit_before: datetime | None = None,
-    ) -> int:
+        limit: int,
+        resume: PurgeResume | None = None,
+    ) -> PurgeBatch:
         # No advisory locks: a login that read a throttle row this deletes writes its
         # count with an upsert, which recreates the row, as if it had run before the
         # purge; a login that wrote the row holds its lock, and the condition is
         # checked after it ends.
-        deleted, cleared = _sql.purge(
+        return _sql.purge_batch(
+            self._one,
             lambda sql, args: self._conn.execute(sql, args).rowcount,
             "%s",
             now,
             throttles_before,
             audit_before=audit_before,
             anonymous_audit_before=anonymous_audit_before,
+            limit=limit,
+            resume=resume,
+            audit_key="id",
+            no_account="account_id IS NULL",
         )
-        return deleted + cleared
 
 
 #: SQLSTATEs (or their two-character class) and the ``reason`` a StoreError gives them.

@@ -12,10 +12,10 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from .._audit import AuditEvent
@@ -32,7 +32,7 @@ from .._domain import (
     User,
 )
 from .._errors import EmailTaken, StoreError
-from .._store import SealedKeyUse
+from .._store import PurgeBatch, PurgeResume, SealedKeyUse, SessionWithUser
 from .._user_pages import UserQuery
 from . import _sql
 from ._migrations import MIGRATIONS, SCHEMA_VERSION, SQLITE, ensure_schema
@@ -79,6 +79,18 @@ _PUT_CHALLENGE = (
     f"VALUES ({_placeholders(CHALLENGE_COLUMNS)})"
 )
 _GET_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?"
+# A left join: a session whose user or account is gone still comes back, with NULLs.
+_GET_SESSION_WITH_USER = (
+    "SELECT {}, {}, {} FROM sessions AS s "
+    "LEFT JOIN users AS u ON u.id = s.user_id "
+    "LEFT JOIN accounts AS a ON a.id = s.account_id "
+    "WHERE s.token_hash = ?"
+).format(
+    *(
+        _sql.prefixed(p, c)
+        for p, c in (("s", SESSION_COLUMNS), ("u", USER_COLUMNS), ("a", ACCOUNT_COLUMNS))
+    )
+)
 _PUT_SESSION = (
     f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES ({_placeholders(SESSION_COLUMNS)})"
 )
@@ -119,8 +131,8 @@ class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db.cursor()  # one cursor for the whole transaction: rows are read at once
         # Throttle keys (as stored: ``key.stored``) this transaction found without a
-        # row: nothing to delete. The text is at hand for the query anyway, and it
-        # hashes cheaper than a ThrottleKey.
+        # row and has not written since: nothing to read again, nothing to delete. The
+        # text is at hand for the query anyway, and it hashes cheaper than a ThrottleKey.
         self._no_throttle: set[str] = set()
         # Users as read in this transaction (the write lock keeps them current), so
         # that put_user writes only the columns that changed: a login changes one, and
@@ -267,6 +279,15 @@ class _Tx:
         row = self._one(_GET_SESSION, (token_hash,))
         return None if row is None else _sql.session_of(row)
 
+    def get_session_with_user(self, token_hash: str) -> SessionWithUser | None:
+        row = self._one(_GET_SESSION_WITH_USER, (token_hash,))
+        if row is None:
+            return None
+        user = _sql.user_part(row)
+        if user is not None:
+            self._users[user[0]] = user  # read: put_user writes only what changes
+        return SessionWithUser._make(_sql.session_with_user_of(row))
+
     def put_session(self, session: SessionRecord) -> None:
         self._db.execute(_PUT_SESSION, _sql.session_row(session))
 
@@ -296,6 +317,10 @@ class _Tx:
 
     def get_throttle(self, key: ThrottleKey) -> ThrottleState | None:
         stored = key.stored
+        if stored in self._no_throttle:
+            # Found without a row earlier in this transaction, and not written since: a
+            # code login reads its user's counter to gate the attempt, then to settle it.
+            return None
         row = self._one(_GET_THROTTLE, (stored,))
         if row is None:
             self._no_throttle.add(stored)
@@ -357,19 +382,77 @@ class _Tx:
         throttles_before: datetime,
         audit_before: datetime | None = None,
         anonymous_audit_before: datetime | None = None,
-    ) -> int:
-        deleted, cleared = _sql.purge(
+        limit: int,
+        resume: PurgeResume | None = None,
+    ) -> PurgeBatch:
+        batch = _sql.purge_batch(
+            self._one,
             lambda sql, args: self._db.execute(sql, args).rowcount,
             "?",
             now,
             throttles_before,
             audit_before=audit_before,
             anonymous_audit_before=anonymous_audit_before,
+            limit=limit,
+            resume=resume,
+            audit_key="account_id, id",
             no_account=f"account_id = '{_NO_ACCOUNT}'",
         )
-        if cleared:
-            self._users.clear()  # rows read before are stale: put_user writes them whole
-        return deleted + cleared
+        if batch.removed:
+            self._users.clear()  # rows read before may be stale: put_user writes them whole
+        return batch
+
+
+class _Transaction:
+    """One transaction of a :class:`SQLiteStore` as a context manager.
+
+    (A class rather than a generator: every request with a session pays for one.)
+    """
+
+    __slots__ = ("_db", "_store", "_write")
+
+    def __init__(self, store: SQLiteStore, write: bool) -> None:
+        self._store = store
+        self._write = write
+
+    def __enter__(self) -> _Tx:
+        store = self._store
+        db = self._db = store._connection()  # noqa: SLF001 (the store's own transaction)
+        try:
+            db.execute("BEGIN IMMEDIATE" if self._write else "BEGIN")
+            version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as error:
+            store._abandon(db)  # noqa: SLF001
+            raise store_error(error, _ROLLED_BACK) from None
+        if version != SCHEMA_VERSION:
+            store._abandon(db)  # noqa: SLF001
+            msg = (
+                f"the database schema changed to version {version} while this process "
+                f"ran with version {SCHEMA_VERSION}; nothing was written: restart the "
+                "application with the twostep release that migrated it"
+            )
+            raise StoreError(msg, reason="schema_changed")
+        return _Tx(db)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        db = self._db
+        if error is not None:
+            self._store._abandon(db)  # noqa: SLF001
+            if isinstance(error, sqlite3.Error):
+                raise store_error(error, _ROLLED_BACK) from None
+            return
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as failed:
+            # A commit that failed (a full disk, an I/O error) may leave the transaction
+            # open: roll it back, so that nothing of it lands later.
+            self._store._abandon(db)  # noqa: SLF001
+            raise store_error(failed, _ROLLED_BACK) from None
 
 
 #: SQLite's primary result codes, and what a StoreError says for each: (reason, words).
@@ -562,44 +645,14 @@ class SQLiteStore:
             raise
         return SCHEMA_VERSION
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[_Tx]:
+    def transaction(self, *, write: bool = True) -> _Transaction:
         """A unit of work on this thread's connection; writers take the write lock at once.
 
         It starts by reading the schema version (``PRAGMA user_version``, in the page
         the transaction reads anyway): a database that another twostep migrated since
         this store was opened is refused before anything is read or written.
         """
-        db = self._connection()
-        try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            version: int = db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as error:
-            self._abandon(db)
-            raise store_error(error, _ROLLED_BACK) from None
-        if version != SCHEMA_VERSION:
-            self._abandon(db)
-            msg = (
-                f"the database schema changed to version {version} while this process "
-                f"ran with version {SCHEMA_VERSION}; nothing was written: restart the "
-                "application with the twostep release that migrated it"
-            )
-            raise StoreError(msg, reason="schema_changed")
-        try:
-            yield _Tx(db)
-        except sqlite3.Error as error:
-            self._abandon(db)
-            raise store_error(error, _ROLLED_BACK) from None
-        except BaseException:
-            self._abandon(db)
-            raise
-        try:
-            db.execute("COMMIT")
-        except sqlite3.Error as error:
-            # A commit that failed (a full disk, an I/O error) may leave the transaction
-            # open: roll it back, so that nothing of it lands later.
-            self._abandon(db)
-            raise store_error(error, _ROLLED_BACK) from None
+        return _Transaction(self, write)
 
     def close(self) -> None:
         """Close the connections of every thread."""
