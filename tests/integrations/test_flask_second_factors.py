@@ -292,7 +292,22 @@ def test_r98_forgetting_another_device_keeps_this_ones_cookie(
     forgot = post(laptop, f"/security/devices/{other}/forget", follow=False)
     assert not [h for h in forgot.headers.getlist("Set-Cookie") if "twostep_device" in h]
     assert laptop.get_cookie("twostep_device") is not None
-    assert post(laptop, f"/security/devices/{other}/forget").request.path == "/security"
+    again = post(laptop, f"/security/devices/{other}/forget")
+    assert "No such remembered device." in text(again)
+
+
+def test_r98_forgetting_a_device_after_the_session_ended_says_so(
+    host_service: ts.TwoStep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = client(make_app(host_service))
+    post(c, "/login", email=MEMBER, password=PASSWORD)
+
+    def ended(session: object, device_id: str) -> bool:
+        raise ts.SessionInvalid("ended meanwhile", reason="revoked")
+
+    monkeypatch.setattr(host_service, "forget_device", ended)
+    page = post(c, "/security/devices/some-id/forget")
+    assert "You were logged out." in text(page)
 
 
 def test_r98_a_mangled_device_cookie_is_ignored(

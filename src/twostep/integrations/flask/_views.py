@@ -355,9 +355,12 @@ def forget_device(device_id: str) -> ResponseReturnValue:
     """R98: a remembered device asks for a code again; forgetting this one drops its cookie."""
     response = make_response(redirect(url_for("twostep.security")))
     try:
-        get_service().forget_device(user(), device_id)
-    except ts.TwoStepError as error:
+        forgotten = get_service().forget_device(user(), device_id)
+    except ts.TwoStepError as error:  # e.g. the session ended meanwhile
         flash_error(error)
+        return response
+    if not forgotten:  # forgotten already, or expired
+        flash(gettext("No such remembered device."), "error")
         return response
     flash(gettext("That device will ask for a code again."), "success")
     current = _device_cookie()
