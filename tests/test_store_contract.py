@@ -1289,7 +1289,7 @@ def security_key(key_id: str, user_id: str = "u1", **changes: object) -> Securit
         transports=("nfc", "usb"),
         created_at=T0,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 def test_r101_security_keys_round_trip_in_creation_order(contract_store: ts.Store) -> None:

@@ -132,38 +132,49 @@ class DeviceInfo(NamedTuple):
     last_used_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class CodeRequired:
+class CodeRequired(NamedTuple):
     """Step 2 (R1): ask for a code, then call ``complete_login(challenge, code)``.
 
     ``second_factors`` says what the user has (R102): ``"totp"`` (an authenticator app,
     and its backup codes) and ``"security_key"``, for which the host asks
     ``security_key_login_options(challenge)`` and calls
-    ``complete_login_with_security_key(challenge, assertion)``.
+    ``complete_login_with_security_key(challenge, assertion)``. (This and the results
+    below are named tuples, cheaper to define than dataclasses: ``import twostep`` is
+    measured, bench/.)
     """
 
-    challenge: str = field(repr=False)
+    challenge: str
     expires_at: datetime
     second_factors: tuple[str, ...] = ("totp",)
 
+    def __repr__(self) -> str:
+        return (
+            f"CodeRequired(challenge=<hidden>, expires_at={self.expires_at!r}, "
+            f"second_factors={self.second_factors!r})"
+        )
 
-@dataclass(frozen=True, slots=True)
-class EnrollmentRequired:
+
+class EnrollmentRequired(NamedTuple):
     """The account requires 2FA and the user has none (R3): show ``enrollment``.
 
     Then call ``complete_login(challenge, code)`` with the code from the app.
     """
 
-    challenge: str = field(repr=False)
+    challenge: str
     enrollment: Enrollment
     expires_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"EnrollmentRequired(challenge=<hidden>, enrollment={self.enrollment!r}, "
+            f"expires_at={self.expires_at!r})"
+        )
 
 
 LoginStep = LoggedIn | CodeRequired | EnrollmentRequired
 
 
-@dataclass(frozen=True, slots=True)
-class SecurityKeyInfo:
+class SecurityKeyInfo(NamedTuple):
     """One of the user's security keys as they see it (R105): no credential material.
 
     ``id`` is what :meth:`twostep.TwoStep.remove_security_key` takes.
@@ -175,8 +186,7 @@ class SecurityKeyInfo:
     last_used_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class TwoFactorStatus:
+class TwoFactorStatus(NamedTuple):
     """A user's own security settings (R5: the remaining backup codes are visible)."""
 
     enabled: bool
@@ -189,8 +199,7 @@ class TwoFactorStatus:
     security_keys: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class UserOverview:
+class UserOverview(NamedTuple):
     user_id: str
     email: str
     role: Role
@@ -202,8 +211,7 @@ class UserOverview:
     security_keys: int = 0  # R102: a user with a key has 2FA on
 
 
-@dataclass(frozen=True, slots=True)
-class AccountOverview:
+class AccountOverview(NamedTuple):
     """Administration's view of an account (R50)."""
 
     account_id: str

@@ -33,7 +33,7 @@ from ._results import (
 )
 from ._settings import PasskeySettings, Settings
 from ._store import Store
-from ._stories import administration, credentials, elsewhere, login, maintenance, own_two_factor
+from ._stories import administration, login, maintenance, own_two_factor
 from ._unit_of_work import Context, EventHook
 
 if TYPE_CHECKING:
@@ -120,6 +120,8 @@ class TwoStep:
         :meth:`begin_second_step` (R93). ``user_id`` is the id to give the user (e.g.
         the host's own primary key), a new one by default.
         """
+        from ._stories import elsewhere  # first use: see _stories.elsewhere
+
         return elsewhere.import_user(self._context, account_id, email, role, password_hash, user_id)
 
     # -- logging in (R1-R6) ------------------------------------------------------------
@@ -182,6 +184,8 @@ class TwoStep:
         the account's requirement, enrolment, throttling and sessions are the login's
         (R1-R3, R6); :meth:`complete_login` takes the challenge it returns.
         """
+        from ._stories import elsewhere  # first use: see _stories.elsewhere
+
         return elsewhere.begin_second_step(self._context, user_id, client)
 
     def check_session(self, session: SessionRef) -> Session:
@@ -251,14 +255,20 @@ class TwoStep:
         Every session of the user ends, the one given included; the one returned
         replaces it.
         """
+        from ._stories import credentials  # first use: see _stories.credentials
+
         return credentials.change_password(self._context, session, current, new, code)
 
     def begin_password_reset(self, email: str, *, client: str | None = None) -> PasswordReset:
         """R86: a token for the host to deliver to ``email``; the same answer for anyone."""
+        from ._stories import credentials  # first use: see _stories.credentials
+
         return credentials.begin_password_reset(self._context, email, client)
 
     def complete_password_reset(self, token: str, new_password: str) -> None:
         """R86: set the password with a reset token; every session ends, nobody logs in."""
+        from ._stories import credentials  # first use: see _stories.credentials
+
         credentials.complete_password_reset(self._context, token, new_password)
 
     def change_email(

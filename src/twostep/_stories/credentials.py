@@ -4,6 +4,8 @@ A change needs the current password and, for a user with 2FA, a code (through th
 path every code takes); a reset needs a token the host delivers by email, and sets the
 password only: it logs nobody in and never touches 2FA, so a user with 2FA still gives
 a code at the next login (the pitfall of resets that bypass the second factor).
+
+The façade loads this module on first use, not at ``import twostep`` (bench/: import_time).
 """
 
 from __future__ import annotations

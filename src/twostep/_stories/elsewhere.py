@@ -6,6 +6,8 @@ imported without one never logs in through :func:`~twostep._stories.login.login`
 host checks step 1 itself and asks for the second step alone (R93), which continues
 exactly as a login after a right password does (``_after_password``), so that the
 account's requirement, enrolment, throttling and sessions are the login's own (R94).
+
+The façade loads this module on first use, not at ``import twostep`` (bench/: import_time).
 """
 
 from __future__ import annotations
