@@ -5,7 +5,9 @@ Run it from the repository root: ``flask --app examples/flask_app/app.py run``
 The pages come from ``twostep.integrations.flask``: login (R1-R3), set-up with a QR
 code and the key as text (R10), backup codes shown once (R5, R10), the Security page
 (R30-R32, R40, R85), a forgotten password reset through a link printed to the console
-(R86, R87) and Administration (R20-R22, R41, R50, R60, R80-R83).
+(R86, R87) and Administration (R20-R22, R41, R50, R60, R80-R83), with a grace period and
+a requirement of admins only (R95, R96); remembered devices (R98) and security keys, or
+passkeys (R100-R109), at login, on the Security page and for step-up (R99).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, redirect, url_for
 from flask.typing import ResponseReturnValue
@@ -34,8 +37,20 @@ def print_reset_link(email: str, link: str) -> None:
     print(f"{RESET_LINK_PREFIX}{email}: {link}", flush=True)
 
 
+def passkey_settings(port: int = 5000) -> ts.PasskeySettings:
+    """Security keys for the pages at ``TWOSTEP_ORIGIN`` (default ``http://localhost:<port>``).
+
+    The relying party's id is the origin's host (``localhost`` by default). Browsers
+    allow WebAuthn on https pages, and on http ones only at ``localhost``: open the
+    example at http://localhost:5000, not at 127.0.0.1.
+    """
+    origin = os.environ.get("TWOSTEP_ORIGIN") or f"http://localhost:{port}"
+    host = urlsplit(origin).hostname or "localhost"
+    return ts.PasskeySettings(rp_id=host, origin=origin.rstrip("/"), rp_name=ISSUER)
+
+
 def make_service() -> ts.TwoStep:
-    """The ``TwoStep`` of the example, on SQLite.
+    """The ``TwoStep`` of the example, on SQLite, with security keys (:func:`passkey_settings`).
 
     The database is ``TWOSTEP_DATABASE`` (a file path, as for the ``twostep`` command;
     default: a file beside this one); keys come from ``TWOSTEP_KEYS`` /
@@ -49,7 +64,7 @@ def make_service() -> ts.TwoStep:
             key_file.touch(mode=0o600)
             key_file.write_text(ts.AESGCMKeyring.new_key_line() + "\n")
         cipher = ts.AESGCMKeyring.from_string(key_file.read_text())
-    service = ts.TwoStep(store, issuer=ISSUER, cipher=cipher)
+    service = ts.TwoStep(store, issuer=ISSUER, cipher=cipher, passkeys=passkey_settings())
     if not seed.is_seeded(store):
         seed.seed(service)
     print(seed.describe(), flush=True)

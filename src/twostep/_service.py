@@ -82,6 +82,7 @@ class TwoStep:
         check_keys = check.flag(check_keys, "check_keys")
         self.issuer = check.issuer(issuer)
         self.settings = settings if settings is not None else Settings()
+        self.passkeys = _passkey_settings(passkeys)
         self._context = Context(
             store=store,
             clock=clock if clock is not None else SystemClock(),
@@ -90,7 +91,7 @@ class TwoStep:
             issuer=self.issuer,
             passwords=Passwords(self.settings.password_hash),
             on_event=on_event,
-            passkeys=_passkey_settings(passkeys),
+            passkeys=self.passkeys,
         )
         if check_keys:
             maintenance.check_keys(self._context)

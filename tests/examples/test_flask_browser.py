@@ -5,6 +5,11 @@ secret key from the set-up page as a person would type it, and a reset link is r
 from what the app prints. Screenshots of the set-up and backup-codes screens, and of
 the forgotten-password reset, go to ``test-artifacts/``. Without Chromium or Playwright
 the test is skipped, unless ``TWOSTEP_REQUIRE_BROWSER=1`` (CI), where it fails.
+
+The grace period, a remembered device and a login with a passkey run against the
+example served at http://localhost (a secure context, as WebAuthn needs), with
+security keys for ``localhost`` and Chromium's virtual authenticator (the DevTools
+``WebAuthn`` domain) standing in for a key.
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyotp
 import pytest
 from examples.flask_app import seed
-from examples.flask_app.app import RESET_LINK_PREFIX, create_app
+from examples.flask_app.app import RESET_LINK_PREFIX, create_app, passkey_settings
 from werkzeug.serving import make_server
 
 import twostep as ts
@@ -84,6 +89,35 @@ def base_url(tmp_path: Path) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    store.close()
+
+
+@pytest.fixture
+def localhost_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The Flask example at http://localhost:<port>, with security keys for it (R100)."""
+    holder: dict[str, Callable[..., Iterable[bytes]]] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return holder["app"](environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port = server.server_port
+    monkeypatch.delenv("TWOSTEP_ORIGIN", raising=False)
+    store = ts.SQLiteStore(tmp_path / "twostep.db")
+    service = ts.TwoStep(
+        store,
+        issuer="twostep Flask example",
+        settings=FAST,
+        cipher=ts.AESGCMKeyring.generate(),
+        passkeys=passkey_settings(port),  # rp_id "localhost", origin http://localhost:<port>
+    )
+    seed.seed(service)
+    holder["app"] = create_app(service, secret_key=secrets.token_hex(32), secure_cookies=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://localhost:{port}"
     server.shutdown()
     thread.join(timeout=10)
     store.close()
@@ -227,3 +261,131 @@ def test_r86_r87_a_user_with_2fa_resets_a_forgotten_password_in_a_browser(
     expect(page).to_have_url(f"{base_url}/security")
     expect(page.locator("#status")).to_contain_text("on")
     page.screenshot(path=str(ARTIFACTS / "flask-after-reset.png"), full_page=True)
+
+
+def turn_on_2fa(page: Page) -> pyotp.TOTP:
+    """From the security page: the app is set up and the backup codes shown (R30)."""
+    from playwright.sync_api import expect
+
+    page.click("#turn-on")
+    phone = pyotp.TOTP(page.inner_text("#secret-key").replace(" ", ""))
+    enter_code(page, phone.now(), "#confirm")
+    expect(page.locator("#backup-codes li")).to_have_count(10)
+    page.click("#continue")
+    return phone
+
+
+def test_r95_a_member_inside_a_grace_period_sees_the_deadline(
+    browser: Browser, localhost_url: str
+) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    owner = browser.new_context().new_page()
+    member = browser.new_context().new_page()
+
+    # R95: the owner requires 2FA of everyone with 7 days to set it up, and is logged out.
+    log_in(owner, localhost_url, OWNER)
+    owner.click("#nav-admin")
+    owner.select_option("#required-of", "everyone")
+    owner.fill("#grace-days", "7")
+    owner.click("#require-save")
+    expect(owner).to_have_url(f"{localhost_url}/login")
+    assert "everyone was logged out" in flash(owner)
+
+    # The owner, without 2FA, comes back with the password alone and sees the setting.
+    log_in(owner, localhost_url, OWNER)
+    expect(owner.locator("#enroll-by")).to_be_visible()
+    owner.click("#nav-admin")
+    expect(owner.locator("#requirement")).to_contain_text("for 7 days to set it up")
+
+    # The member logs in with the password alone and is asked, on every page, to enrol.
+    log_in(member, localhost_url, MEMBER)
+    expect(member).to_have_url(f"{localhost_url}/security")
+    expect(member.locator("#enroll-by")).to_contain_text("turn it on by")
+    member.screenshot(path=str(ARTIFACTS / "flask-grace-period.png"), full_page=True)
+    member.click("#enroll-by a")
+    turn_on_2fa(member)
+    expect(member.locator("#enroll-by")).to_have_count(0)
+
+
+def test_r98_a_remembered_device_skips_the_code_after_a_logout(
+    browser: Browser, localhost_url: str
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_context().new_page()
+    log_in(page, localhost_url, MEMBER)
+    phone = turn_on_2fa(page)
+    page.click("#logout")
+
+    # R98: a code login with "remember this device" ticked.
+    log_in(page, localhost_url, MEMBER)
+    expect(page).to_have_url(f"{localhost_url}/login/code")
+    page.check("#remember")
+    enter_code(page, phone.at(time.time() + 30), "#verify")  # not the set-up's code (R4)
+    expect(page).to_have_url(f"{localhost_url}/security")
+    [device] = [c for c in page.context.cookies() if c["name"] == "twostep_device"]
+    assert (device["httpOnly"], device["sameSite"]) == (True, "Lax")
+    assert device["expires"] > time.time() + 29 * 24 * 3600  # about 30 days
+    expect(page.locator("#remembered-devices")).to_contain_text("this device")
+
+    # The device outlives the logout: the password alone logs in, without the code step.
+    page.click("#logout")
+    log_in(page, localhost_url, MEMBER)
+    expect(page).to_have_url(f"{localhost_url}/security")
+
+    # Forgotten, it asks for the code again.
+    page.click("#remembered-devices button.forget")
+    assert "will ask for a code again" in flash(page)
+    page.click("#logout")
+    log_in(page, localhost_url, MEMBER)
+    expect(page).to_have_url(f"{localhost_url}/login/code")
+
+
+def test_r101_r103_a_user_adds_a_passkey_and_logs_in_with_it(
+    browser: Browser, localhost_url: str
+) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_context().new_page()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "usb",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+
+    # R101: the member adds a key on the security page; the page runs the ceremony.
+    log_in(page, localhost_url, MEMBER)
+    page.fill("#add-key-form input[name=name]", "My laptop")
+    page.click("#add-key")
+    expect(page.locator("#security-keys tr.security-key")).to_have_count(1)
+    assert "My laptop" in flash(page)
+    stored = cdp.send(
+        "WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]}
+    )
+    assert len(stored["credentials"]) == 1
+    page.screenshot(path=str(ARTIFACTS / "flask-security-keys.png"), full_page=True)
+
+    # R102, R103: the key is a second factor: the login asks for it, and it answers.
+    page.click("#logout")
+    log_in(page, localhost_url, MEMBER)
+    expect(page).to_have_url(f"{localhost_url}/login/code")
+    page.click("#use-key")
+    expect(page).to_have_url(f"{localhost_url}/security")
+    expect(page.locator("#security-keys")).to_contain_text("My laptop")
+    stored = cdp.send(
+        "WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]}
+    )
+    assert stored["credentials"][0]["signCount"] >= 1  # R104: the key counted its use

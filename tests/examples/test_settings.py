@@ -69,3 +69,18 @@ def test_make_service_defaults_to_a_database_beside_the_app(
     account = app_module.make_service().create_account("Made by the app")
 
     assert holds_account(tmp_path / "twostep-example.db", account.id)
+
+
+def test_the_flask_example_offers_security_keys_for_localhost_or_twostep_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # R100: the relying party is the origin's host; WebAuthn needs https or localhost.
+    from examples.flask_app.app import passkey_settings
+
+    monkeypatch.delenv("TWOSTEP_ORIGIN", raising=False)
+    default = passkey_settings()
+    assert (default.rp_id, default.origin) == ("localhost", "http://localhost:5000")
+    assert passkey_settings(8123).origin == "http://localhost:8123"
+    monkeypatch.setenv("TWOSTEP_ORIGIN", "https://auth.example.org/")
+    served = passkey_settings()
+    assert (served.rp_id, served.origin) == ("auth.example.org", "https://auth.example.org")

@@ -80,6 +80,17 @@ _NOT_ALLOWED = {
         "This change needs a recent code: confirm with a code from your app, then retry."
     ),
     "last_owner": N_("The account must keep an active owner: make someone else owner first."),
+    "no_second_factor_in_session": N_(
+        "Only a login with a code can remember this device: log in with a code first."
+    ),
+    "too_many_security_keys": N_("You have as many security keys as allowed: remove one first."),
+    "security_key_name_taken": N_("You have a security key of that name: choose another."),
+    "security_key_registered": N_("That security key is registered already."),
+    "unknown_security_key": N_("No such security key."),
+    "no_security_key": N_("You have no security key."),
+    "last_second_factor": N_(
+        "Your account requires 2FA and this key is your only second factor: add another first."
+    ),
 }
 _SESSION = {
     "revoked": N_("You were logged out. Please log in again."),
@@ -91,6 +102,7 @@ _CODE = {
     "replayed": N_(
         "That code was already used: wait for the next code, or use another backup code."
     ),
+    "sign_count": N_("That security key may have been copied: it was refused."),
 }
 _INPUT = {
     "code_required": N_("You have 2FA: enter a code from your app, or a backup code."),
@@ -98,6 +110,9 @@ _INPUT = {
     "password_too_long": N_("That password is too long."),
     "invalid_password": N_("That password is not valid."),
     "invalid_email": N_("That is not an email address."),
+    "invalid_grace_period": N_("The grace period is from 0 to 90 days."),
+    "invalid_name": N_("Give the security key a name of 1 to 64 characters."),
+    "invalid_credential": N_("The security key's answer was not understood. Try again."),
 }
 _CHALLENGE = {
     "too_many_attempts": N_("Too many wrong codes. Please log in again."),

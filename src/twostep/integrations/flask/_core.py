@@ -23,6 +23,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_EXEMPT = "twostep_csrf_exempt"
+#: The remembered device's cookie (R98), with the ``__Host-`` prefix when ``Secure``.
+DEVICE_COOKIE = "twostep_device"
 
 #: Delivers a password-reset link (``email``, ``link``), e.g. by email (R86).
 SendResetLink = Callable[[str, str], None]
@@ -43,6 +45,12 @@ class TwoStepFlask:
     ``Accept-Language`` picks one of :data:`LANGUAGES`. ``send_reset_link`` delivers
     a password-reset link: with it, the login page offers "Forgot your password?".
     ``home_endpoint`` is where a login ends (the security page by default).
+
+    The pages follow the service's options: a grace period (R95) shows its deadline on
+    every page; the code step offers to remember the device (R98) in a long-lived
+    cookie (``HttpOnly``, ``SameSite=Lax``, ``Secure`` with ``secure_cookies``); and
+    with ``passkeys`` on the service (R100), security keys are offered on the security
+    page, at the code step and for step-up.
     """
 
     def __init__(
@@ -65,6 +73,8 @@ class TwoStepFlask:
         self.language = language
         self.send_reset_link = send_reset_link
         self.home_endpoint = home_endpoint
+        self.secure_cookies = secure_cookies
+        self.device_cookie = f"__Host-{DEVICE_COOKIE}" if secure_cookies else DEVICE_COOKIE
         app.extensions["twostep"] = self
         configure_session_cookie(app, secure=secure_cookies)
         app.before_request(self.choose_language)
@@ -119,6 +129,8 @@ class TwoStepFlask:
             "twostep_language": language(),
             "twostep_forgot": self.send_reset_link is not None,
             "twostep_home": self.home_endpoint,
+            "twostep_passkeys": self.service.passkeys is not None,
+            "twostep_remember_days": self.service.settings.remember_device_for.days,
             "may": may,
             "Action": ts.Action,
         }

@@ -8,11 +8,14 @@ password step, the code step and an enrolment inside the login all pass there.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import timedelta
 from urllib.parse import quote
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     flash,
     make_response,
@@ -36,17 +39,46 @@ from ._core import (
     gettext,
     login_required,
     may,
+    message,
     replace_session,
     start_session,
     user,
 )
 
-blueprint = Blueprint("twostep", __name__, template_folder="templates")
+blueprint = Blueprint(
+    "twostep",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/twostep-static",
+)
 
 #: How many users the Users page lists at once.
 USERS_PER_PAGE = 50
 #: How many events the Activity page shows.
 EVENTS_PER_PAGE = 50
+#: Where the login keeps what the user can give at the code step (R102).
+FACTORS_KEY = "twostep_factors"
+#: The longest remembered-device cookie the login reads (R98: longer ones are refused).
+MAX_DEVICE_COOKIE = 200
+#: Browsers and systems named in a remembered device's label, first match wins.
+BROWSERS: tuple[tuple[str, str], ...] = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Chromium/", "Chromium"),
+    ("Safari/", "Safari"),
+)
+SYSTEMS: tuple[tuple[str, str], ...] = (
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
 
 
 def _client() -> str | None:
@@ -85,22 +117,69 @@ def login() -> ResponseReturnValue:
         return render_template("twostep/login.html")
     email = request.form.get("email", "")
     try:
-        step = get_service().login(email, request.form.get("password", ""), client=_client())
+        step = get_service().login(
+            email, request.form.get("password", ""), client=_client(), device=_device_token()
+        )
     except ts.TwoStepError as error:
         flash_error(error)
         return render_template("twostep/login.html", email=email)
     return _answer_login_step(step)
 
 
+def _device_cookie() -> tuple[str, str] | None:
+    """The remembered device's id and token from its cookie (R98), if it holds one."""
+    value = request.cookies.get(extension().device_cookie, "")
+    device_id, _, token = value.partition(":")
+    if not device_id or not token or len(value) > MAX_DEVICE_COOKIE or not value.isascii():
+        return None
+    return device_id, token
+
+
+def _device_token() -> str | None:
+    """R98: the token a remembered device gives ``login``; an unknown one asks for a code."""
+    found = _device_cookie()
+    return found[1] if found is not None else None
+
+
+def _device_label(user_agent: str) -> str:
+    """A short name for a remembered device (R98), e.g. "Firefox on Linux"."""
+    browser = next((name for mark, name in BROWSERS if mark in user_agent), "A browser")
+    system = next((name for mark, name in SYSTEMS if mark in user_agent), None)
+    return f"{browser} on {system}" if system else browser
+
+
+def _remember_device(response: Response, session: ts.Session) -> None:
+    """R98: a long-lived, HttpOnly cookie lets this browser skip the code step."""
+    try:
+        device = get_service().remember_device(
+            session, label=_device_label(request.headers.get("User-Agent", ""))
+        )
+    except ts.TwoStepError as error:  # e.g. ended meanwhile: the login itself stands
+        flash_error(error)
+        return
+    life = device.expires_at - session.issued_at
+    response.set_cookie(
+        extension().device_cookie,
+        f"{device.device_id}:{device.token}",
+        max_age=max(int(life / timedelta(seconds=1)), 0),
+        path="/",
+        secure=extension().secure_cookies,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
 def _answer_login_step(step: ts.LoginStep) -> ResponseReturnValue:
     """What follows the password step: logged in, a code, or setting 2FA up (R1-R3)."""
     cookie.pop(CHALLENGE_KEY, None)
+    cookie.pop(FACTORS_KEY, None)
     match step:
-        case ts.LoggedIn(session=new):  # R2
+        case ts.LoggedIn(session=new):  # R2, R95, R98
             start_session(new)
             return _home()
-        case ts.CodeRequired(challenge=challenge):  # R1
+        case ts.CodeRequired(challenge=challenge, second_factors=factors):  # R1, R102
             cookie[CHALLENGE_KEY] = challenge
+            cookie[FACTORS_KEY] = list(factors)
             return redirect(url_for("twostep.login_code"))
         case ts.EnrollmentRequired(challenge=challenge, enrollment=enrollment):  # R3
             cookie[CHALLENGE_KEY] = challenge
@@ -108,16 +187,27 @@ def _answer_login_step(step: ts.LoginStep) -> ResponseReturnValue:
     raise AssertionError(step)  # unreachable: LoginStep has these three kinds
 
 
-def _finish_login(again: Callable[[], str]) -> ResponseReturnValue:
-    """The code step (R1, R4-R6), or the enrolment's first code (R3); ``again`` re-asks."""
+def _finish_login(
+    again: Callable[[], ResponseReturnValue],
+    complete: Callable[[str], ts.LoggedIn] | None = None,
+) -> ResponseReturnValue:
+    """The code step (R1, R4-R6), or the enrolment's first code (R3); ``again`` re-asks.
+
+    ``complete`` answers the login challenge (a security key's assertion, R103); by
+    default, with the form's code.
+    """
     challenge = cookie.get(CHALLENGE_KEY)
     if not isinstance(challenge, str):
         flash(gettext("Please log in."), "info")
         return redirect(url_for("twostep.login"))
+    if complete is None:
+
+        def complete(challenge: str) -> ts.LoggedIn:
+            code = request.form.get("code", "")
+            return get_service().complete_login(challenge, code, client=_client())
+
     try:
-        done = get_service().complete_login(
-            challenge, request.form.get("code", ""), client=_client()
-        )
+        done = complete(challenge)
     except ts.ChallengeExpired as error:  # R6: log in again
         cookie.pop(CHALLENGE_KEY, None)
         flash_error(error)
@@ -128,7 +218,16 @@ def _finish_login(again: Callable[[], str]) -> ResponseReturnValue:
     start_session(done.session)
     if done.backup_codes is not None:  # R3: the login included an enrolment
         return _codes_page(done.backup_codes, done.session.email)
-    return _home()
+    response = make_response(_home())
+    if request.form.get("remember") == "on":  # R98
+        _remember_device(response, done.session)
+    return response
+
+
+def _code_page() -> str:
+    factors = cookie.get(FACTORS_KEY)
+    with_key = isinstance(factors, list) and "security_key" in factors
+    return render_template("twostep/code.html", with_key=with_key)
 
 
 @blueprint.route("/login/code", methods=["GET", "POST"])
@@ -136,8 +235,37 @@ def login_code() -> ResponseReturnValue:
     if request.method == "GET":
         if CHALLENGE_KEY not in cookie:
             return redirect(url_for("twostep.login"))
-        return render_template("twostep/code.html")
-    return _finish_login(lambda: render_template("twostep/code.html"))
+        return _code_page()
+    return _finish_login(_code_page)
+
+
+def _options(make: Callable[[], str]) -> ResponseReturnValue:
+    """WebAuthn options as JSON for the page's script (R101, R103, R106); a refusal as text."""
+    try:
+        return Response(make(), mimetype="application/json")
+    except ts.TwoStepError as error:
+        return Response(message(error), status=400, mimetype="text/plain")
+
+
+@blueprint.post("/login/security-key/options")
+def login_key_options() -> ResponseReturnValue:
+    """R103: the options for ``navigator.credentials.get()`` at the code step."""
+    challenge = cookie.get(CHALLENGE_KEY)
+    if not isinstance(challenge, str):
+        return Response(gettext("Please log in."), status=400, mimetype="text/plain")
+    return _options(lambda: get_service().security_key_login_options(challenge))
+
+
+@blueprint.post("/login/security-key")
+def login_key() -> ResponseReturnValue:
+    """R103: the code step answered by a security key."""
+    credential = request.form.get("credential", "")
+    return _finish_login(
+        _code_page,
+        lambda challenge: get_service().complete_login_with_security_key(
+            challenge, credential, client=_client()
+        ),
+    )
 
 
 @blueprint.post("/login/setup")
@@ -147,6 +275,7 @@ def login_setup() -> ResponseReturnValue:
 
 @blueprint.post("/logout")
 def logout() -> ResponseReturnValue:
+    # A remembered device outlives the logout (R98): that is what it is for.
     end_session()
     flash(gettext("You are logged out."), "info")
     return redirect(url_for("twostep.login"))
@@ -202,12 +331,96 @@ def reset_password() -> ResponseReturnValue:
 @blueprint.get("/security")
 @login_required
 def security() -> ResponseReturnValue:
+    service = get_service()
     try:
-        status = get_service().two_factor_status(user())
+        status = service.two_factor_status(user())
+        devices = service.remembered_devices(user())
+        keys = service.list_security_keys(user())
     except ts.SessionInvalid as error:  # ended between the check and now
         flash_error(error)
         return redirect(url_for("twostep.login"))
-    return render_template("twostep/security.html", status=status)
+    current = _device_cookie()
+    return render_template(
+        "twostep/security.html",
+        status=status,
+        devices=devices,
+        this_device=current[0] if current is not None else None,
+        keys=keys,
+    )
+
+
+@blueprint.post("/security/devices/<device_id>/forget")
+@login_required
+def forget_device(device_id: str) -> ResponseReturnValue:
+    """R98: a remembered device asks for a code again; forgetting this one drops its cookie."""
+    response = make_response(redirect(url_for("twostep.security")))
+    try:
+        forgotten = get_service().forget_device(user(), device_id)
+    except ts.TwoStepError as error:  # e.g. the session ended meanwhile
+        flash_error(error)
+        return response
+    if not forgotten:  # forgotten already, or expired
+        flash(gettext("No such remembered device."), "error")
+        return response
+    flash(gettext("That device will ask for a code again."), "success")
+    current = _device_cookie()
+    if current is not None and current[0] == device_id:
+        response.delete_cookie(
+            extension().device_cookie,
+            path="/",
+            secure=extension().secure_cookies,
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
+
+
+@blueprint.post("/security/keys/options")
+@login_required
+def key_options() -> ResponseReturnValue:
+    """R101: the options for ``navigator.credentials.create()``."""
+    return _options(lambda: get_service().begin_security_key_registration(user()))
+
+
+@blueprint.post("/security/keys")
+@login_required
+def add_key() -> ResponseReturnValue:
+    """R101: the browser's new credential, and the name the user gave it."""
+    try:
+        key = get_service().finish_security_key_registration(
+            user(), request.form.get("credential", ""), request.form.get("name", "")
+        )
+    except ts.TwoStepError as error:
+        flash_error(error)
+    else:
+        flash(gettext("Security key \u201c%(name)s\u201d added.") % {"name": key.name}, "success")
+    return redirect(url_for("twostep.security"))
+
+
+@blueprint.post("/security/keys/<key_id>/remove")
+@login_required
+def remove_key(key_id: str) -> ResponseReturnValue:
+    """R106: removing a key takes a code, or an assertion of one of one's keys."""
+    credential = request.form.get("credential") or None
+    try:
+        get_service().remove_security_key(
+            user(),
+            key_id,
+            code=None if credential else request.form.get("code", ""),
+            assertion=credential,
+        )
+    except ts.TwoStepError as error:
+        flash_error(error)
+    else:
+        flash(gettext("The security key was removed."), "success")
+    return redirect(url_for("twostep.security"))
+
+
+@blueprint.post("/security/check/options")
+@login_required
+def check_options() -> ResponseReturnValue:
+    """R106, R99: options to prove one of one's keys outside a login."""
+    return _options(lambda: get_service().begin_security_key_check(user()))
 
 
 @blueprint.post("/security/enable")
@@ -289,8 +502,12 @@ def change_password() -> ResponseReturnValue:
 @login_required
 def step_up() -> ResponseReturnValue:
     """R99: a fresh code before an owner's sensitive changes (roles, resets)."""
+    credential = request.form.get("credential")
     try:
-        get_service().step_up(user(), request.form.get("code", ""))
+        if credential:  # R106: a security key steps up as a code does
+            get_service().step_up_with_security_key(user(), credential)
+        else:
+            get_service().step_up(user(), request.form.get("code", ""))
     except ts.TwoStepError as error:
         flash_error(error)
     else:
@@ -333,24 +550,45 @@ def admin_settings() -> ResponseReturnValue:
         except ts.NotAllowed:
             abort(403)
         return render_template("twostep/admin_settings.html", overview=overview)
-    required = request.form.get("required") == "on"
+    of = request.form.get("required", "")
+    required = of in {"on", *ts.RequiredOf}
+    days = request.form.get("grace_days", "").strip() or "0"
+    if not re.fullmatch(r"\d{1,4}", days):
+        _admin_only()
+        flash(gettext("The grace period is a number of days."), "error")
+        return redirect(url_for("twostep.admin_settings"))
+    service = get_service()
     try:
-        get_service().set_two_factor_required(user(), required)  # R20, R22
+        service.set_two_factor_required(  # R20, R22, R95, R96
+            user(),
+            required,
+            of=ts.RequiredOf.EVERYONE if of in {"on", ""} or not required else of,
+            grace_period=timedelta(days=int(days)) if required else None,
+        )
     except ts.TwoStepError as error:
         _admin_only()
         flash_error(error)
         return redirect(url_for("twostep.admin_settings"))
-    if required:  # R21: every session ended, this one too
+    if not required:
+        flash(gettext("2FA is no longer required; users who have it keep it."), "success")
+        return redirect(url_for("twostep.admin_settings"))
+    try:
+        service.check_session(user().token)
+    except ts.SessionInvalid:  # R21, R96: the users it newly covers, this one too
         cookie.clear()
-        flash(
-            gettext(
+        if of == ts.RequiredOf.ADMINS:
+            done = gettext(
+                "2FA is now required of owners and managers, who were logged out. "
+                "Log in again (and set up 2FA if you have not)."
+            )
+        else:
+            done = gettext(
                 "2FA is now required for all users, and everyone was logged out. "
                 "Log in again (and set up 2FA if you have not)."
-            ),
-            "success",
-        )
+            )
+        flash(done, "success")
         return redirect(url_for("twostep.login"))
-    flash(gettext("2FA is no longer required; users who have it keep it."), "success")
+    flash(gettext("The requirement was saved."), "success")
     return redirect(url_for("twostep.admin_settings"))
 
 
@@ -366,11 +604,14 @@ def admin_users() -> ResponseReturnValue:
     except ts.InvalidInput as error:  # a cursor not made by twostep
         flash_error(error)
         return redirect(url_for("twostep.admin_users"))
+    service = get_service()
     return render_template(
         "twostep/admin_users.html",
         page=page,
         roles=list(ts.Role),
         can_reset=may(ts.Action.RESET_OTHER),
+        # R99, R106: step-up offers a security key to an owner who has one.
+        with_key=service.passkeys is not None and bool(service.list_security_keys(user())),
     )
 
 
