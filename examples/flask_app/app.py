@@ -21,6 +21,7 @@ from flask import Flask, redirect, url_for
 from flask.typing import ResponseReturnValue
 
 import twostep as ts
+from twostep import cli
 from twostep.integrations.flask import TwoStepFlask
 
 from . import seed
@@ -49,22 +50,30 @@ def passkey_settings(port: int = 5000) -> ts.PasskeySettings:
     return ts.PasskeySettings(rp_id=host, origin=origin.rstrip("/"), rp_name=ISSUER)
 
 
+def database_path() -> Path:
+    """``TWOSTEP_DATABASE`` (a file path, as for the ``twostep`` command), else a file here."""
+    return Path(os.environ.get("TWOSTEP_DATABASE") or HERE / "twostep-example.db")
+
+
+def first_run(database: Path) -> bool:
+    """Whether nothing is there yet: no keys set, no database, no key file beside it."""
+    keys_set = os.environ.get("TWOSTEP_KEYS") or os.environ.get("TWOSTEP_KEY_FILE")
+    return not keys_set and not database.exists() and not Path(f"{database}.key").exists()
+
+
 def make_service() -> ts.TwoStep:
     """The ``TwoStep`` of the example, on SQLite, with security keys (:func:`passkey_settings`).
 
-    The database is ``TWOSTEP_DATABASE`` (a file path, as for the ``twostep`` command;
-    default: a file beside this one); keys come from ``TWOSTEP_KEYS`` /
-    ``TWOSTEP_KEY_FILE``, else from a key file made on first run.
+    The database is :func:`database_path`; its keys come from ``TWOSTEP_KEYS`` or
+    ``TWOSTEP_KEY_FILE``, else from ``<database>.key``, the key file ``twostep init``
+    writes beside it (``TwoStep`` finds it there). On a first run the app runs
+    ``twostep init`` itself; a database whose key file is missing is refused.
     """
-    store = ts.SQLiteStore(os.environ.get("TWOSTEP_DATABASE") or HERE / "twostep-example.db")
-    cipher = None  # TwoStep reads TWOSTEP_KEYS or TWOSTEP_KEY_FILE itself
-    if not os.environ.get("TWOSTEP_KEYS") and not os.environ.get("TWOSTEP_KEY_FILE"):
-        key_file = HERE / "twostep.key"
-        if not key_file.exists():
-            key_file.touch(mode=0o600)
-            key_file.write_text(ts.AESGCMKeyring.new_key_line() + "\n")
-        cipher = ts.AESGCMKeyring.from_string(key_file.read_text())
-    service = ts.TwoStep(store, issuer=ISSUER, cipher=cipher, passkeys=passkey_settings())
+    database = database_path()
+    if first_run(database):
+        cli.main(["init", "--database", str(database)])
+    store = ts.SQLiteStore(database)
+    service = ts.TwoStep(store, issuer=ISSUER, passkeys=passkey_settings())
     if not seed.is_seeded(store):
         seed.seed(service)
     print(seed.describe(), flush=True)
