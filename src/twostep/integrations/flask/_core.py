@@ -15,6 +15,7 @@ from markupsafe import Markup
 import twostep as ts
 
 from .. import _i18n
+from ._setups import PendingSetups
 
 TOKEN_KEY = "twostep_token"  # noqa: S105 (a key of the cookie, not a token)
 CHALLENGE_KEY = "twostep_challenge"
@@ -51,6 +52,10 @@ class TwoStepFlask:
     cookie (``HttpOnly``, ``SameSite=Lax``, ``Secure`` with ``secure_cookies``); and
     with ``passkeys`` on the service (R100), security keys are offered on the security
     page, at the code step and for step-up.
+
+    The set-up page keeps the enrolment it shows in the memory of the process, never
+    in the cookie, until its first code confirms it, so that a wrong code shows the
+    same QR code and key again (R11).
     """
 
     def __init__(
@@ -75,6 +80,10 @@ class TwoStepFlask:
         self.home_endpoint = home_endpoint
         self.secure_cookies = secure_cookies
         self.device_cookie = f"__Host-{DEVICE_COOKIE}" if secure_cookies else DEVICE_COOKIE
+        #: Enrolments awaiting their first code, so a wrong code shows the same QR code.
+        self.setups = PendingSetups(
+            max(service.settings.enrollment_ttl, service.settings.challenge_ttl)
+        )
         app.extensions["twostep"] = self
         configure_session_cookie(app, secure=secure_cookies)
         app.before_request(self.choose_language)

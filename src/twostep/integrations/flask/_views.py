@@ -98,6 +98,19 @@ def _setup_page(enrollment: ts.Enrollment | None, action: str, mode: str) -> str
     )
 
 
+def _setup_again(owner: str, action: str, mode: str) -> str:
+    """After a wrong first code (R11): the same QR code and key, the enrolment unchanged.
+
+    ``owner`` is the login's challenge or the session token that started the enrolment;
+    if this process no longer holds it (expired, or started in another process), the
+    page asks for the code alone and offers a new key.
+    """
+    found = extension().setups.find(owner)
+    if found is None:
+        return _setup_page(None, action, mode)
+    return _setup_page(found.enrollment, action, found.mode)
+
+
 def _codes_page(codes: ts.BackupCodes, email: str) -> str:
     """Backup codes, shown once (R5, R10), with a download made in the page."""
     title = gettext("%(issuer)s: backup codes for %(email)s") % {
@@ -183,6 +196,7 @@ def _answer_login_step(step: ts.LoginStep) -> ResponseReturnValue:
             return redirect(url_for("twostep.login_code"))
         case ts.EnrollmentRequired(challenge=challenge, enrollment=enrollment):  # R3
             cookie[CHALLENGE_KEY] = challenge
+            extension().setups.keep(challenge, enrollment, "login")
             return _setup_page(enrollment, url_for("twostep.login_setup"), "login")
     raise AssertionError(step)  # unreachable: LoginStep has these three kinds
 
@@ -210,11 +224,13 @@ def _finish_login(
         done = complete(challenge)
     except ts.ChallengeExpired as error:  # R6: log in again
         cookie.pop(CHALLENGE_KEY, None)
+        extension().setups.drop(challenge)
         flash_error(error)
         return redirect(url_for("twostep.login"))
     except ts.TwoStepError as error:  # wrong, replayed, throttled (R4, R6)
         flash_error(error)
         return again()
+    extension().setups.drop(challenge)
     start_session(done.session)
     if done.backup_codes is not None:  # R3: the login included an enrolment
         return _codes_page(done.backup_codes, done.session.email)
@@ -270,7 +286,9 @@ def login_key() -> ResponseReturnValue:
 
 @blueprint.post("/login/setup")
 def login_setup() -> ResponseReturnValue:
-    return _finish_login(lambda: _setup_page(None, url_for("twostep.login_setup"), "login"))
+    return _finish_login(
+        lambda: _setup_again(cookie[CHALLENGE_KEY], url_for("twostep.login_setup"), "login")
+    )
 
 
 @blueprint.post("/logout")
@@ -431,6 +449,7 @@ def enable() -> ResponseReturnValue:
     except ts.TwoStepError as error:
         flash_error(error)
         return redirect(url_for("twostep.security"))
+    extension().setups.keep(user().token, enrollment, "enable")
     return _setup_page(enrollment, url_for("twostep.confirm"), "enable")
 
 
@@ -441,10 +460,12 @@ def confirm() -> ResponseReturnValue:
         codes = get_service().confirm_enrollment(user(), request.form.get("code", ""))
     except (ts.InvalidCode, ts.Throttled) as error:  # R11: nothing changed
         flash_error(error)
-        return _setup_page(None, url_for("twostep.confirm"), "enable")
+        return _setup_again(user().token, url_for("twostep.confirm"), "enable")
     except ts.TwoStepError as error:
+        extension().setups.drop(user().token)
         flash_error(error)
         return redirect(url_for("twostep.security"))
+    extension().setups.drop(user().token)
     return _codes_page(codes, user().email)
 
 
@@ -468,6 +489,7 @@ def reset() -> ResponseReturnValue:
     except ts.TwoStepError as error:
         flash_error(error)
         return redirect(url_for("twostep.security"))
+    extension().setups.keep(user().token, enrollment, "reset")
     return _setup_page(enrollment, url_for("twostep.confirm"), "reset")
 
 
