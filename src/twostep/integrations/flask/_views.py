@@ -701,8 +701,14 @@ def admin_reset(user_id: str) -> ResponseReturnValue:
 @blueprint.get("/admin/activity")
 @login_required
 def admin_activity() -> ResponseReturnValue:
+    """R60, R76: the account's audit trail, newest first: who did what to whom."""
     try:
-        events = get_service().audit_trail(user(), limit=EVENTS_PER_PAGE)  # R60
-    except ts.NotAllowed:
+        page = get_service().audit_page(
+            user(), limit=EVENTS_PER_PAGE, cursor=request.args.get("after")
+        )
+    except ts.NotAllowed:  # R50: owners and managers
         abort(403)
-    return render_template("twostep/admin_activity.html", events=events)
+    except ts.InvalidInput as error:  # a cursor not made by twostep
+        flash_error(error)
+        return redirect(url_for("twostep.admin_activity"))
+    return render_template("twostep/admin_activity.html", page=page, events=page.events)
