@@ -29,6 +29,18 @@ def make_store(kind: str, tmp_path: Path) -> ts.Store:
     raise ValueError(kind)
 
 
+#: Every store, PostgreSQL included, for the modules whose stories must hold on each:
+#: ``store = pytest.fixture(params=ALL_STORES, name="store")(every_store)``.
+ALL_STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def every_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
+    """A store of the kind ``request.param`` names, closed when the test ends."""
+    made = make_store(request.param, tmp_path)
+    yield made
+    made.close()
+
+
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
     s = make_store(request.param, tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +13,9 @@ import pytest
 import twostep as ts
 from twostep.testing import FAST, ManualClock
 
-from .conftest import PASSWORD, World, make_store
+from .conftest import ALL_STORES, PASSWORD, World, every_store
 
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
-    store = make_store(request.param, tmp_path)
-    yield store
-    store.close()
+any_store = pytest.fixture(params=ALL_STORES, name="any_store")(every_store)  # PostgreSQL too
 
 
 @pytest.mark.parametrize("email", ["ann\x00@acme.test", "ann@acme.test\x00", "a\x07nn@acme.test"])

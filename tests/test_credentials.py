@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 import twostep as ts
 from twostep.testing import FAST
 
-from .conftest import PASSWORD, World, make_store
+from .conftest import ALL_STORES, PASSWORD, World, every_store
 
 NEW = "a brand new passphrase"
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
-    """These stories on every store, PostgreSQL included."""
-    made = make_store(request.param, tmp_path)
-    yield made
-    made.close()
+store = pytest.fixture(params=ALL_STORES, name="store")(every_store)  # PostgreSQL too
 
 
 def trail(world: World) -> list[ts.AuditEvent]:

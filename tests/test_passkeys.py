@@ -12,10 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -23,17 +21,12 @@ import twostep as ts
 from twostep.testing import FAST, ManualClock
 
 from .authenticator import ORIGIN, RP_ID, SoftKey, b64, unb64
-from .conftest import PASSWORD, World, ask_code, make_store, store_snapshot
+from .conftest import ALL_STORES, PASSWORD, World, ask_code, every_store, store_snapshot
 
 PASSKEYS = ts.PasskeySettings(rp_id=RP_ID, origin=ORIGIN, rp_name="Acme", max_keys=3)
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
-    """These stories on every store, PostgreSQL included."""
-    made = make_store(request.param, tmp_path)
-    yield made
-    made.close()
+store = pytest.fixture(params=ALL_STORES, name="store")(every_store)  # PostgreSQL too
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ Every story runs through the public ``TwoStep`` API on each of the three stores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import hypothesis.strategies as st
 import pytest
@@ -16,14 +15,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import twostep as ts
 from twostep.testing import FAST, ManualClock
 
-from .conftest import PASSWORD, World, make_store, store_snapshot
+from .conftest import ALL_STORES, PASSWORD, World, every_store, store_snapshot
 
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
-    s = make_store(request.param, tmp_path)
-    yield s
-    s.close()
+store = pytest.fixture(params=ALL_STORES, name="store")(every_store)  # PostgreSQL too
 
 
 def events(world: World, session: ts.Session, action: str) -> list[tuple[object, ...]]:

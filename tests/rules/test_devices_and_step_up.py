@@ -7,28 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 import twostep as ts
 from twostep.testing import FAST, Phone
 
-from ..conftest import PASSWORD, World, make_store, store_snapshot
+from ..conftest import ALL_STORES, PASSWORD, World, every_store, store_snapshot
 from .helpers import enrolled_session
 
 NEW_PASSWORD = "a new horse battery"
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
-    """These stories on every store, PostgreSQL included."""
-    made = make_store(request.param, tmp_path)
-    yield made
-    made.close()
+store = pytest.fixture(params=ALL_STORES, name="store")(every_store)  # PostgreSQL too
 
 
 def state(world: World, session: ts.Session) -> str:

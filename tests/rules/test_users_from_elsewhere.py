@@ -11,8 +11,7 @@ import dataclasses
 import hashlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import argon2
 import bcrypt
@@ -21,18 +20,13 @@ import pytest
 import twostep as ts
 from twostep.testing import Phone
 
-from ..conftest import PASSWORD, World, make_store, store_snapshot
+from ..conftest import ALL_STORES, PASSWORD, World, every_store, store_snapshot
 from .helpers import require_2fa, stored_user
 
 OLD = "the password of the old site"
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ts.Store]:
-    """These stories on every store, PostgreSQL included."""
-    made = make_store(request.param, tmp_path)
-    yield made
-    made.close()
+store = pytest.fixture(params=ALL_STORES, name="store")(every_store)  # PostgreSQL too
 
 
 def django_hasher(name: str) -> Callable[[str], str]:
