@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import throughput
 from _common import (
-    NEXT_CODE,
     PASSWORD,
     Figure,
     Report,
     Sample,
     Unmeasured,
+    code_logins,
     enroll,
     interleave,
     service,
@@ -73,18 +73,7 @@ def _twostep_code_step(store: SQLiteStore, batch: int) -> Sample:
     ts = service(store, throughput.SETTINGS, clock)
     account = ts.create_account("peers")
     people = [enroll(ts, clock, account.id, f"code{i}@example.com") for i in range(batch)]
-
-    def sample() -> float:
-        clock.advance(NEXT_CODE)
-        steps = [ts.login(p.email, PASSWORD) for p in people]
-        codes = [p.phone.code() for p in people]
-        start = time.perf_counter()
-        for step, code in zip(steps, codes, strict=True):
-            assert isinstance(step, CodeRequired)
-            ts.complete_login(step, code)
-        return (time.perf_counter() - start) / batch
-
-    return sample
+    return code_logins(ts, clock, people)
 
 
 def _twostep_session_check(store: SQLiteStore, batch: int) -> Sample:

@@ -30,6 +30,7 @@ from _common import (
     Enrolled,
     Figure,
     Report,
+    code_logins,
     full_login,
     interleave,
     populate_sqlite,
@@ -130,20 +131,6 @@ def _fill_year(
     return time.perf_counter() - started
 
 
-def _code_step(ts: TwoStep, clock: ManualClock, people: list[Enrolled]) -> Callable[[], float]:
-    def sample() -> float:
-        clock.advance(NEXT_CODE)
-        steps = [ts.login(p.email, PASSWORD) for p in people]
-        codes = [p.phone.code() for p in people]
-        start = time.perf_counter()
-        for step, code in zip(steps, codes, strict=True):
-            assert isinstance(step, CodeRequired)
-            ts.complete_login(step, code)
-        return (time.perf_counter() - start) / len(people)
-
-    return sample
-
-
 def _check(ts: TwoStep, clock: ManualClock, people: list[Enrolled]) -> Callable[[], float]:
     clock.advance(NEXT_CODE)
     tokens = [full_login(ts, p).session.token for p in people]
@@ -215,8 +202,8 @@ def year_figures(quick: bool) -> list[Figure | Report]:
         pairs = [
             (
                 "code_step",
-                _code_step(small[0], small[1], small[3]),
-                _code_step(big[0], big[1], big[3]),
+                code_logins(small[0], small[1], small[3]),
+                code_logins(big[0], big[1], big[3]),
             ),
             ("check_session", _check(*small[:2], small[3]), _check(*big[:2], big[3])),
             ("audit_trail", _trail(*small[:2], small[3][0]), _trail(*big[:2], big[3][0])),

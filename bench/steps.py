@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     CHEAPEST,
-    NEXT_CODE,
     PASSWORD,
     Enrolled,
     Figure,
     Report,
     Sample,
     cheap,
+    code_logins,
     enroll,
     full_login,
     interleave,
@@ -57,17 +57,7 @@ def _otp_logins(store: SQLiteStore, batch: int) -> tuple[Sample, Sample]:
     ts = service(store, cheap(backup_code_hash=CHEAPEST), clock)
     account = ts.create_account("bench")
     people = [enroll(ts, clock, account.id, f"otp{i}@example.com") for i in range(batch)]
-
-    def measured() -> float:
-        clock.advance(NEXT_CODE)
-        steps = [ts.login(p.email, PASSWORD) for p in people]
-        codes = [p.phone.code() for p in people]
-        start = time.perf_counter()
-        for step, code in zip(steps, codes, strict=True):
-            assert isinstance(step, CodeRequired)
-            ts.complete_login(step, code)
-        return (time.perf_counter() - start) / batch
-
+    measured = code_logins(ts, clock, people)
     return measured, _sql_floor(store, account.id, [p.user_id for p in people])
 
 
@@ -270,18 +260,7 @@ def _code_logins(store: SQLiteStore, batch: int) -> Sample:
     ts = service(store, cheap(backup_code_hash=CHEAPEST), clock)
     account = ts.create_account("bench")
     people = [enroll(ts, clock, account.id, f"durable{i}@example.com") for i in range(batch)]
-
-    def sample() -> float:
-        clock.advance(NEXT_CODE)
-        steps = [ts.login(p.email, PASSWORD) for p in people]
-        codes = [p.phone.code() for p in people]
-        start = time.perf_counter()
-        for step, code in zip(steps, codes, strict=True):
-            assert isinstance(step, CodeRequired)
-            ts.complete_login(step, code)
-        return (time.perf_counter() - start) / batch
-
-    return sample
+    return code_logins(ts, clock, people)
 
 
 def durable_figures(quick: bool) -> list[Figure | Report]:
